@@ -1,0 +1,57 @@
+# The single interface to the project. CI (.ci/run) calls these same targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_OUT := protos/python/src
+PROTO_FILES := protos/lipsync/v1/lipsync.proto protos/optimized_lipsyncsrv.proto
+PY_SOURCES := services protos/python loadtests
+PORT ?= 50051
+
+.PHONY: help venv protos protos-check run run-server test lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyproject.toml protos/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt \
+	  -r services/lipsync-server/requirements.txt -r services/proxy/requirements.txt \
+	  -e protos/python -e services/lipsync-server -e services/proxy
+	touch $@
+
+venv: $(BIN)/activate ## Create .venv with both services and the dev tools
+
+protos: $(BIN)/activate ## Generate Python code and .pyi stubs from protos/ into lipsync_protos
+	rm -rf $(PROTO_OUT)/lipsync_protos/lipsync $(PROTO_OUT)/lipsync_protos/optimized_lipsyncsrv_pb2*
+	$(BIN)/python -m grpc_tools.protoc -Ilipsync_protos=protos \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+	  --grpc_python_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_FILES)
+
+protos-check: protos ## Fail when the committed generated code differs from protos/
+	git diff --exit-code -- $(PROTO_OUT)
+	test -z "$$(git status --porcelain -- $(PROTO_OUT))"
+
+run-server: $(BIN)/activate ## Run lipsync-server alone with the demo avatar
+	$(BIN)/lipsync-server --port $(PORT)
+
+run: run-server ## Run the stack natively (demo avatar)
+
+test: $(BIN)/activate ## Run every test
+	$(BIN)/pytest
+
+lint: $(BIN)/activate ## ruff, ruff format --check, mypy --strict
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy services/lipsync-server/src services/proxy/src
+
+fmt: $(BIN)/activate ## Format and fix what ruff can
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+
+clean: ## Remove the venv, caches and build output
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Engines turn a frame id and audio features into the face region of a lip-synced frame."""

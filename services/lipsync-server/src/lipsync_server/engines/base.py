@@ -1,0 +1,47 @@
+"""The small interface every engine implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lipsync_server.packages.model import ModelPackage
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame to render: the template frame and the audio features that drive its mouth.
+
+    `features` None means "the package's own features for this frame".
+    """
+
+    frame_id: int
+    features: NDArray[np.float32] | None = None
+
+
+class Engine(Protocol):
+    """Renders face regions. Called from a worker thread, never on the event loop."""
+
+    name: str
+
+    def check(self, package: ModelPackage) -> None:
+        """Raise PackageError if this engine cannot run `package` (missing model file, features...)."""
+        ...
+
+    def warm_up(self, package: ModelPackage) -> None:
+        """Run once before the model is reported SERVING (first inference, caches)."""
+        ...
+
+    def features_from_audio(
+        self, package: ModelPackage, pcm: NDArray[np.int16], sample_rate: int, center_sample: int
+    ) -> NDArray[np.float32]:
+        """Features for one frame whose instant is `center_sample` of `pcm` (mono)."""
+        ...
+
+    def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
+        """The face region of each job's frame, lip-synced: box-sized H×W×3 BGR uint8 arrays."""
+        ...
