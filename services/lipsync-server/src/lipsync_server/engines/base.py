@@ -28,8 +28,9 @@ class Engine(Protocol):
 
     name: str
 
-    def check(self, package: ModelPackage) -> None:
-        """Raise PackageError if this engine cannot run `package` (missing model file, features...)."""
+    def prepare(self, package: ModelPackage) -> ModelPackage:
+        """Validate `package` for this engine and return it ready to run (e.g. with features computed
+        from its audio). Raises PackageError naming the file and the problem."""
         ...
 
     def warm_up(self, package: ModelPackage) -> None:

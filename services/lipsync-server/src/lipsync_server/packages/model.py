@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,7 +55,7 @@ class ArrayFrames:
         return int(self.pixels.shape[1])
 
     def frame(self, index: int) -> NDArray[np.uint8]:
-        return self.pixels[index]
+        return cast(NDArray[np.uint8], self.pixels[index])
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,103 @@
+"""One frame, start to finish: audio features → engine → composite → JPEG, with the time of each stage.
+
+Runs in a worker thread. The engine only produces the face region; compositing and encoding are shared
+by every engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lipsync_server.engines.base import Engine, FrameJob
+from lipsync_server.jpeg import encode_jpeg
+from lipsync_server.packages.model import ModelPackage
+
+
+class OutputMode(Enum):
+    FULL_FRAME = "full_frame"
+    FACE_CROP = "face_crop"
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """Mono PCM16 audio around a frame; the frame's instant is `center_sample`."""
+
+    pcm: NDArray[np.int16]
+    sample_rate: int
+    center_sample: int
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    frame_id: int
+    output_mode: OutputMode = OutputMode.FULL_FRAME
+    jpeg_quality: int = 85
+    audio: AudioInput | None = None
+    # Precomputed features (e.g. from a Speak session); beats `audio`.
+    features: NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    audio_features_ms: float
+    inference_ms: float
+    composite_ms: float
+    encode_ms: float
+    batch_size: int
+
+    @property
+    def total_ms(self) -> float:
+        return self.audio_features_ms + self.inference_ms + self.composite_ms + self.encode_ms
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    image: bytes
+    width: int
+    height: int
+    bounds: tuple[int, int, int, int]
+    timings: StageTimings
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def render(engine: Engine, package: ModelPackage, requests: Sequence[RenderRequest]) -> list[RenderedFrame]:
+    """Render `requests` of one package as one engine batch. Frame ids must already be in range."""
+    start = time.perf_counter()
+    jobs = []
+    for request in requests:
+        features = request.features
+        if features is None and request.audio is not None:
+            audio = request.audio
+            features = engine.features_from_audio(package, audio.pcm, audio.sample_rate, audio.center_sample)
+        jobs.append(FrameJob(request.frame_id, features))
+    features_ms = _ms_since(start) / len(requests)
+
+    start = time.perf_counter()
+    regions = engine.infer(package, jobs)
+    inference_ms = _ms_since(start) / len(requests)
+
+    rendered = []
+    for request, region in zip(requests, regions, strict=True):
+        x1, y1, x2, y2 = (int(v) for v in package.boxes[request.frame_id])
+        start = time.perf_counter()
+        if request.output_mode is OutputMode.FACE_CROP:
+            image = region
+        else:
+            image = package.frames.frame(request.frame_id).copy()
+            image[y1:y2, x1:x2] = region
+        composite_ms = _ms_since(start)
+        start = time.perf_counter()
+        data = encode_jpeg(image, request.jpeg_quality)
+        encode_ms = _ms_since(start)
+        timings = StageTimings(features_ms, inference_ms, composite_ms, encode_ms, len(requests))
+        rendered.append(RenderedFrame(data, image.shape[1], image.shape[0], (x1, y1, x2, y2), timings))
+    return rendered

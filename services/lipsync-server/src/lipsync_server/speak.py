@@ -1,0 +1,167 @@
+"""A `Speak` session: audio chunks in, one frame per 1/fps of audio out, paced to real time.
+
+The template frame walks forward from `start_frame_id` and back at either end of the video (as the
+SyncTalk_2D reference does), so a long utterance never runs off the video. An INTERRUPT drops the audio
+not yet turned into frames; END (or the client half-closing) finishes the audio that was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
+from lipsync_server.convert import error_response, infer_response
+from lipsync_server.core import SAMPLE_RATE, ServerCore
+from lipsync_server.errors import InvalidArgumentError, LipsyncError
+from lipsync_server.render import AudioInput, RenderRequest
+
+# Audio a session may hold that has not become frames yet; a client sending faster is refused.
+MAX_BUFFERED_S = 30.0
+
+
+def template_walk(start: int, count: int) -> Callable[[], int]:
+    """Frame ids start, start+1, …, count-1, count-2, …, 0, 1, … (ping-pong)."""
+    position = start
+    step = 1
+
+    def next_frame() -> int:
+        nonlocal position, step
+        current = position
+        if count > 1:
+            if not 0 <= position + step < count:
+                step = -step
+            position += step
+        return current
+
+    return next_frame
+
+
+@dataclass
+class SpeakSession:
+    core: ServerCore
+    start_message: pb.SpeakStart
+    template: RenderRequest
+    samples_per_frame: int
+    next_template: Callable[[], int]
+    audio: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    interrupted: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def start(
+        cls, core: ServerCore, start: pb.SpeakStart, to_render: Callable[[pb.InferRequest], RenderRequest]
+    ) -> SpeakSession:
+        rate = start.sample_rate or SAMPLE_RATE
+        if rate != SAMPLE_RATE:
+            raise InvalidArgumentError(f"sample_rate {rate} is not supported; send 16000 Hz PCM16 mono")
+        model = core.model(start.model_name)
+        core.check_frame(start.model_name, model, start.start_frame_id)
+        template = to_render(
+            pb.InferRequest(
+                model_name=start.model_name,
+                frame_id=start.start_frame_id,
+                output_mode=start.output_mode,
+                jpeg_quality=start.jpeg_quality,
+            )
+        )
+        return cls(
+            core=core,
+            start_message=start,
+            template=template,
+            samples_per_frame=round(rate / model.package.fps),
+            next_template=template_walk(start.start_frame_id, model.package.frame_count),
+        )
+
+    async def _read(self, requests: AsyncIterator[pb.SpeakRequest]) -> None:
+        try:
+            async for message in requests:
+                kind = message.WhichOneof("kind")
+                if kind == "audio":
+                    if len(message.audio) % 2:
+                        raise InvalidArgumentError("audio chunk has an odd byte count; send PCM16")
+                    if len(self.audio) + len(message.audio) > MAX_BUFFERED_S * SAMPLE_RATE * 2:
+                        raise InvalidArgumentError(f"more than {MAX_BUFFERED_S:g} s of audio is waiting")
+                    self.audio += message.audio
+                elif kind == "control" and message.control.action == pb.SpeakControl.ACTION_INTERRUPT:
+                    self.audio.clear()
+                    self.interrupted = True
+                elif kind == "control" and message.control.action == pb.SpeakControl.ACTION_END:
+                    break
+                else:
+                    raise InvalidArgumentError(f"unexpected Speak message {kind!r} after SpeakStart")
+                self.changed.set()
+        finally:
+            self.ended = True
+            self.changed.set()
+
+    async def run(self, requests: AsyncIterator[pb.SpeakRequest]) -> AsyncIterator[pb.SpeakResponse]:
+        reader = asyncio.create_task(self._read(requests))
+        frame_bytes = self.samples_per_frame * 2
+        fps = SAMPLE_RATE / self.samples_per_frame
+        sequence = 0
+        paced_from = time.monotonic()
+        spoken_since_end = False
+        try:
+            while True:
+                if self.interrupted:
+                    self.interrupted = False
+                    if spoken_since_end:
+                        # One closed-mouth frame (silence) ends the interrupted utterance.
+                        yield await self._frame(sequence, bytes(frame_bytes), end=True)
+                        sequence += 1
+                        spoken_since_end = False
+                    continue
+                if len(self.audio) >= frame_bytes or (self.ended and self.audio):
+                    chunk = bytes(self.audio[:frame_bytes]).ljust(frame_bytes, b"\0")
+                    del self.audio[:frame_bytes]
+                    last = self.ended and not self.audio
+                    # Real-time pacing: frame n leaves no earlier than n/fps after the first.
+                    delay = paced_from + sequence / fps - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    else:
+                        paced_from -= delay  # a late frame restarts the clock instead of bursting
+                    yield await self._frame(sequence, chunk, end=last)
+                    sequence += 1
+                    spoken_since_end = not last
+                    continue
+                if self.ended:
+                    await reader  # re-raise a protocol error from the reader, if any
+                    return
+                self.changed.clear()
+                await self.changed.wait()
+        finally:
+            reader.cancel()
+
+    async def _frame(self, sequence: int, chunk: bytes, *, end: bool) -> pb.SpeakResponse:
+        frame_id = self.next_template()
+        pcm = np.frombuffer(chunk, dtype="<i2").astype(np.int16, copy=False)
+        audio = AudioInput(pcm, SAMPLE_RATE, len(pcm) // 2)
+        request = RenderRequest(
+            frame_id=frame_id,
+            output_mode=self.template.output_mode,
+            jpeg_quality=self.template.jpeg_quality,
+            audio=audio,
+        )
+        infer = pb.InferRequest(
+            request_id=self.start_message.request_id,
+            model_name=self.start_message.model_name,
+            frame_id=frame_id,
+        )
+        try:
+            (frame,) = await self.core.render(self.start_message.model_name, [request])
+            response = infer_response(infer, request.output_mode, frame)
+        except LipsyncError as error:
+            response = error_response(infer, error)
+        return pb.SpeakResponse(
+            sequence=sequence,
+            audio_time_ms=sequence * 1000 * self.samples_per_frame / SAMPLE_RATE,
+            frame=response,
+            end_of_utterance=end,
+        )

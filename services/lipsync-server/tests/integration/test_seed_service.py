@@ -1,0 +1,130 @@
+"""The seed-compatible optimized_lipsyncsrv service answers as the seed's clients expect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from server_process import TIME_UNIT, ServerProcess
+
+from lipsync_protos import optimized_lipsyncsrv_pb2 as seed
+from lipsync_protos import optimized_lipsyncsrv_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stub(demo_server: ServerProcess) -> Iterator[optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceStub]:
+    with grpc.insecure_channel(demo_server.address) as channel:
+        yield optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceStub(channel)
+
+
+Stub = optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceStub
+
+
+def test_generate_inference_returns_the_face_crop_and_its_bounds(stub: Stub) -> None:
+    reply = stub.GenerateInference(seed.OptimizedInferenceRequest(model_name="demo", frame_id=50), timeout=10)
+    assert reply.success
+    assert not reply.HasField("error")
+    assert (reply.model_name, reply.frame_id) == ("demo", 50)
+    x1, y1, x2, y2 = reply.bounds
+    image = cv2.imdecode(np.frombuffer(reply.prediction_data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (int(y2 - y1), int(x2 - x1), 3)
+    assert reply.prediction_shape == f"{int(y2 - y1)}x{int(x2 - x1)}x3"
+    assert reply.inference_time_ms > 0
+    assert reply.composite_time_ms >= 0
+
+
+def test_generate_inference_reports_failure_in_the_reply_as_the_seed_did(stub: Stub) -> None:
+    reply = stub.GenerateInference(
+        seed.OptimizedInferenceRequest(model_name="sanders", frame_id=1), timeout=10
+    )
+    assert not reply.success
+    assert reply.error.startswith("NOT_FOUND")
+    assert "demo" in reply.error
+    assert not reply.prediction_data
+
+
+def test_list_models_and_health_check_answer_like_the_seed(stub: Stub) -> None:
+    models = stub.ListModels(seed.ListModelsRequest())
+    assert list(models.loaded_models) == ["demo"]
+    assert models.count == 1
+    health = stub.HealthCheck(seed.HealthRequest())
+    assert health.healthy
+    assert health.status == "SERVING"
+    assert health.loaded_models == 1
+    assert health.uptime_seconds >= 0
+
+
+def test_metadata_lists_frames_videos_audio_and_bounds(stub: Stub) -> None:
+    reply = stub.GetModelMetadata(seed.GetModelMetadataRequest(model_name="demo"))
+    assert reply.success
+    assert reply.frame_count >= 250
+    assert "full_body" in reply.available_videos or reply.available_videos
+    assert reply.audio_path.endswith(".wav")
+    assert len(reply.bounds) == 4
+
+
+def test_get_video_frame_returns_the_full_body_frame(stub: Stub) -> None:
+    reply = stub.GetVideoFrame(
+        seed.GetVideoFrameRequest(model_name="demo", frame_id=2, video_type="full_body")
+    )
+    assert reply.success
+    assert reply.frame_id == 2
+    assert reply.video_type == "full_body"
+    image = cv2.imdecode(np.frombuffer(reply.frame_data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (720, 1280, 3)
+    other = stub.GetVideoFrame(
+        seed.GetVideoFrameRequest(model_name="demo", frame_id=2, video_type="crops_328")
+    )
+    assert not other.success
+    assert "full_body" in other.error
+
+
+def test_batch_inference_answers_every_frame(stub: Stub) -> None:
+    reply = stub.GenerateBatchInference(seed.BatchInferenceRequest(model_name="demo", frame_ids=[0, 1, 2]))
+    assert [r.frame_id for r in reply.responses] == [0, 1, 2]
+    assert all(r.success for r in reply.responses)
+    assert reply.avg_frame_time_ms > 0
+
+
+def test_batch_with_audio_uses_the_audio_sent(stub: Stub) -> None:
+    silence, loud = bytes(1280), (20000 * np.tile([1, -1], 320)).astype("<i2").tobytes()
+    chunks = [silence] * 8 + [silence, loud] + [silence] * 7  # frame 0 silent, frame 1 loud
+    request = seed.BatchInferenceWithAudioRequest(
+        model_name="demo", start_frame_id=10, frame_count=2, audio_chunks=chunks
+    )
+    reply = stub.GenerateBatchWithAudio(request, timeout=10 * TIME_UNIT)
+    assert [r.frame_id for r in reply.responses] == [10, 11]
+    assert all(r.success for r in reply.responses)
+    bad = seed.BatchInferenceWithAudioRequest(
+        model_name="demo", start_frame_id=0, frame_count=2, audio_chunks=chunks[:5]
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GenerateBatchWithAudio(bad)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "17" in caught.value.details()
+
+
+def test_stream_inference_answers_in_order(stub: Stub) -> None:
+    requests = [seed.OptimizedInferenceRequest(model_name="demo", frame_id=f) for f in (4, 2, 9)]
+    replies = list(stub.StreamInference(iter(requests), timeout=10 * TIME_UNIT))
+    assert [r.frame_id for r in replies] == [4, 2, 9]
+    assert all(r.success for r in replies)
+
+
+def test_get_stats_counts_requests(stub: Stub) -> None:
+    stub.GenerateInference(seed.OptimizedInferenceRequest(model_name="demo", frame_id=0))
+    stats = stub.GetStats(seed.StatsRequest(model_name="demo"))
+    assert stats.total_requests >= 1
+    assert stats.frame_count >= 250
+    assert stats.min_inference_time_ms <= stats.avg_inference_time_ms <= stats.max_inference_time_ms
+
+
+def test_load_package_is_refused_without_a_models_root(stub: Stub) -> None:
+    reply = stub.LoadPackage(seed.LoadPackageRequest(package_name="x", package_dir="/etc"))
+    assert not reply.success
+    assert "PERMISSION_DENIED" in reply.error
