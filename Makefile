@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTO_OUT := protos/python/src
 PROTO_FILES := protos/lipsync/v1/lipsync.proto protos/optimized_lipsyncsrv.proto
-PY_SOURCES := services protos/python loadtests
+PY_SOURCES := $(wildcard services protos/python loadtests)
 PORT ?= 50051
 
 .PHONY: help venv protos protos-check run run-server test lint fmt clean
