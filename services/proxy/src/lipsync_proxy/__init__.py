@@ -1,0 +1,1 @@
+"""WebSocket <-> gRPC proxy for the lip-sync server (the `lipsync-proxy` command)."""

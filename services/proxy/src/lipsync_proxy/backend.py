@@ -1,0 +1,185 @@
+"""The proxy's gRPC client of the lip-sync backends: one grpc.aio channel, balanced and health-checked.
+
+The channel's service config asks gRPC for `round_robin` over every address of the target and for
+client-side health checking (gRFC A17) of `lipsync.v1.LipSync`: each backend is watched on
+grpc.health.v1, a backend that is not SERVING or not reachable gets no calls, and one that comes
+back gets calls again, without restarting the proxy. The idempotent unary methods are retried on
+UNAVAILABLE (a backend that died under a call), within the call's deadline.
+
+Every call has a deadline (`--timeout`; a speaking session `--session-timeout`). A failed call raises
+:class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
+from lipsync_proxy.errors import BackendError
+from lipsync_proxy.metrics import Metrics
+from lipsync_proxy.wire import WireError, encode_infer_request, infer_response_image
+
+SERVICE_NAME = "lipsync.v1.LipSync"
+INFER_METHOD = f"/{SERVICE_NAME}/Infer"
+#: Frames are JPEGs well below this; gRPC's default limit of 4 MiB is too tight for large frames.
+MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
+# gRPC's default reconnect backoff grows to 120 s; a backend that restarts should be used again within
+# about two seconds, and a connection attempt to a dead address every two seconds costs nothing.
+RECONNECT_BACKOFF_MS = (200, 2000)
+
+Metadata = Sequence[tuple[str, str]]
+
+logger = logging.getLogger(__name__)
+_SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+
+
+def service_config() -> str:
+    """The channel's service config: round_robin, health checking, retries of idempotent calls."""
+    idempotent = ["ListModels", "GetModelMetadata", "GetVideoFrame", "Infer"]
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": SERVICE_NAME},
+            "methodConfig": [
+                {
+                    "name": [{"service": SERVICE_NAME, "method": method} for method in idempotent],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.01s",
+                        "maxBackoff": "0.1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def channel_options(balanced: bool) -> list[tuple[str, Any]]:
+    """Options of the proxy's channels; `balanced` adds the service config of the call channel."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+        ("grpc.primary_user_agent", "lipsync-proxy"),
+    ]
+    if balanced:
+        options += [("grpc.service_config", service_config()), ("grpc.enable_retries", 1)]
+    return options
+
+
+def _failed(error: grpc.aio.AioRpcError) -> BackendError:
+    """The BackendError of a failed call, its details logged: a server failure at WARNING, the rest
+    (the client's mistakes, an unreachable backend the health monitor reports anyway) at DEBUG."""
+    code = error.code()
+    log = logger.warning if code in _SERVER_FAILURES else logger.debug
+    log("gRPC call failed: %s %s", code.name, error.details())
+    return BackendError.from_rpc_error(error)
+
+
+class BackendClient:
+    """Calls to the backends behind one channel target (see `lipsync_proxy.targets`)."""
+
+    def __init__(self, target: str, timeout_s: float, session_timeout_s: float, metrics: Metrics) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self.session_timeout_s = session_timeout_s
+        self.channel = grpc.aio.insecure_channel(target, options=channel_options(balanced=True))
+        self._stub = lipsync_pb2_grpc.LipSyncStub(self.channel)
+        # Bytes in, bytes out: the v1 path builds and slices the messages itself (see wire.py).
+        self._infer_raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            INFER_METHOD
+        )
+        latency = metrics.grpc_latency
+        self._infer_latency = latency.labels("Infer")
+        self._latency = {
+            name: latency.labels(name) for name in ("ListModels", "GetModelMetadata", "GetVideoFrame")
+        }
+
+    async def infer_image(self, model_name: str, frame_id: int) -> memoryview:
+        """The JPEG of one lip-synced full frame; raises BackendError."""
+        request = encode_infer_request(model_name.encode(), frame_id)
+        started = time.perf_counter()
+        try:
+            reply: bytes = await self._infer_raw(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _failed(exc) from None
+        finally:
+            self._infer_latency.observe(time.perf_counter() - started)
+        try:
+            image = infer_response_image(reply)
+        except WireError as exc:
+            raise BackendError(grpc.StatusCode.INTERNAL, f"malformed InferResponse: {exc}") from None
+        if not image:
+            raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
+        return image
+
+    async def infer(
+        self, request: lipsync_pb2.InferRequest, metadata: Metadata | None = None
+    ) -> lipsync_pb2.InferResponse:
+        """One lip-synced frame with its bounds and timings; raises BackendError."""
+        started = time.perf_counter()
+        try:
+            reply: lipsync_pb2.InferResponse = await self._stub.Infer(
+                request, timeout=self.timeout_s, metadata=metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _failed(exc) from None
+        finally:
+            self._infer_latency.observe(time.perf_counter() - started)
+        if not reply.image:
+            raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
+        return reply
+
+    async def list_models(self) -> list[lipsync_pb2.ModelInfo]:
+        """The models of one backend (round_robin picks which); raises BackendError."""
+        with self._latency["ListModels"].time():
+            try:
+                reply = await self._stub.ListModels(lipsync_pb2.ListModelsRequest(), timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise _failed(exc) from None
+        return list(reply.models)
+
+    async def model_info(self, model_name: str) -> lipsync_pb2.ModelInfo:
+        """One model's metadata; raises BackendError (NOT_FOUND for an unknown model)."""
+        with self._latency["GetModelMetadata"].time():
+            try:
+                info: lipsync_pb2.ModelInfo = await self._stub.GetModelMetadata(
+                    lipsync_pb2.GetModelMetadataRequest(model_name=model_name), timeout=self.timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _failed(exc) from None
+        return info
+
+    async def video_frame(self, model_name: str, frame_id: int) -> lipsync_pb2.GetVideoFrameResponse:
+        """One unmodified base frame; raises BackendError."""
+        request = lipsync_pb2.GetVideoFrameRequest(model_name=model_name, frame_id=frame_id)
+        with self._latency["GetVideoFrame"].time():
+            try:
+                reply: lipsync_pb2.GetVideoFrameResponse = await self._stub.GetVideoFrame(
+                    request, timeout=self.timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _failed(exc) from None
+        return reply
+
+    def speak(
+        self, metadata: Metadata | None = None
+    ) -> grpc.aio.StreamStreamCall[lipsync_pb2.SpeakRequest, lipsync_pb2.SpeakResponse]:
+        """A new `Speak` stream; the caller writes requests and reads frames, and cancels it when done."""
+        call: grpc.aio.StreamStreamCall[lipsync_pb2.SpeakRequest, lipsync_pb2.SpeakResponse] = (
+            self._stub.Speak(timeout=self.session_timeout_s, metadata=metadata)
+        )
+        return call
+
+    async def close(self) -> None:
+        """Close the channel, cancelling what is still running on it."""
+        await self.channel.close()

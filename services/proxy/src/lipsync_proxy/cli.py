@@ -1,0 +1,61 @@
+"""`lipsync-proxy`: settings, logging, uvloop and signals around `create_app`.
+
+Exit status: 0 after a SIGTERM/SIGINT shutdown; 2 when the proxy cannot start (invalid settings, port
+in use, an unresolvable backend), with one line on stderr saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from lipsync_proxy import logs
+from lipsync_proxy.app import create_app
+from lipsync_proxy.errors import StartupError
+from lipsync_proxy.settings import Settings, SettingsError, settings_from_args
+
+EXIT_STARTUP = 2
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"lipsync-proxy: {message}\n")
+    return EXIT_STARTUP
+
+
+async def serve(settings: Settings) -> int:
+    """Run the proxy until SIGTERM or SIGINT; the process's exit status."""
+    try:
+        app = await create_app(settings)
+    except StartupError as exc:
+        return _fail(str(exc))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await app.shutdown()
+    return 0
+
+
+def raise_open_files_limit() -> None:
+    """Let the process hold as many sockets as its hard limit allows: every WebSocket is one, and the
+    usual soft limit of 1024 would refuse connections long before memory or CPU run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard and hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `lipsync-proxy` entry point."""
+    try:
+        settings = settings_from_args(sys.argv[1:] if argv is None else argv)
+    except SettingsError as exc:
+        sys.exit(_fail(str(exc)))
+    logs.configure(settings.log_level, settings.log_format)
+    raise_open_files_limit()
+    sys.exit(uvloop.run(serve(settings)))

@@ -1,0 +1,323 @@
+"""One WebSocket connection: read messages, run each as a task, write the replies, cancel on loss.
+
+The handler only moves messages between the protocol codecs (`lipsync_proxy.protocol`) and the gRPC
+mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
+
+* Backpressure: the handler takes one of `--max-inflight` slots before it reads a message and a
+  request gives it back once its reply is written, so a connection never has more requests in flight
+  and the handler stops reading (TCP pushes back on the client) instead of queueing.
+* v1 (no subprotocol): replies are written in request order. Each request's task waits for the task
+  of the request before it, so a pipelining client gets its frames in order while up to
+  `--max-inflight` of them are worked on at once.
+* v2 (`lipsync.v2`): replies are written as they complete; each carries its request id. Sessions
+  are `lipsync_proxy.sessions.SpeakSession` tasks.
+* JSON text messages are accepted on both, in the connection's order discipline.
+* Loss: the moment the TCP connection is lost, every task of the connection is cancelled, and with
+  it its gRPC calls and streams.
+* Shutdown (`stop`): the handler stops reading, lets the requests it has read finish until the grace
+  deadline, then closes the connection with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.typing import Subprotocol
+
+from lipsync_proxy import mapping
+from lipsync_proxy.protocol import json_messages, v2
+from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_proxy.sessions import SessionError, SpeakSession
+from lipsync_proxy.state import ProxyState
+
+logger = logging.getLogger(__name__)
+
+#: Talking sessions one connection may have open at once.
+MAX_SESSIONS_PER_CONNECTION = 4
+CLIENT_CANCELLED = "cancelled by the client"
+
+Work = Callable[[ProxyState, Any, float], Awaitable[mapping.Reply]]
+
+
+class ProxyConnection(ServerConnection):
+    """websockets' server connection, telling its handler the moment the TCP connection is lost.
+
+    recv() notices a closed connection too, but a handler that waits for a free slot is not in
+    recv(); this hook cancels the connection's work at once either way."""
+
+    on_lost: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+_V2 = Subprotocol(v2.SUBPROTOCOL)
+
+
+def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """`lipsync.v2` when the client offers it; otherwise no subprotocol (v1), whatever it offers."""
+    return _V2 if _V2 in offered else None
+
+
+class ConnectionHandler:
+    """Serves one WebSocket connection from its first message to its close."""
+
+    __slots__ = (
+        "_deadline",
+        "_last",
+        "_reader",
+        "_reading",
+        "_sessions",
+        "_slots",
+        "_state",
+        "_stopping",
+        "_tasks",
+        "_v2_infers",
+        "is_v2",
+        "ws",
+    )
+
+    def __init__(self, state: ProxyState, ws: ProxyConnection) -> None:
+        self.ws = ws
+        self.is_v2 = ws.subprotocol == v2.SUBPROTOCOL
+        self._state = state
+        self._slots = asyncio.Semaphore(state.settings.max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # v1: the task of the latest request, which the next one waits for. It holds no reply once
+        # it is done, so an idle connection keeps no frame.
+        self._last: asyncio.Task[None] | None = None
+        self._v2_infers: dict[int, asyncio.Task[None]] = {}
+        self._sessions: dict[int, tuple[SpeakSession, asyncio.Task[None]]] = {}
+        self._reader: asyncio.Task[Any] | None = None
+        self._reading = False
+        self._stopping = False
+        self._deadline = 0.0
+
+    async def run(self) -> None:
+        """Serve the connection; returns when it is closed (or drained and closed by `stop`)."""
+        self._reader = asyncio.current_task()
+        self.ws.on_lost = self.abort
+        try:
+            await self._read()
+            if self._stopping:
+                await self._drain()
+        finally:
+            self.ws.on_lost = None
+            self.abort()
+
+    def abort(self) -> None:
+        """Cancel every request and session of the connection (its gRPC calls with them)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    def stop(self, deadline: float) -> None:
+        """Shutdown: stop reading now, finish what was read by `deadline` (loop time), close with 1001."""
+        self._stopping = True
+        self._deadline = deadline
+        if self._reading and self._reader is not None:
+            # Cancelling recv() loses no message: an unread one stays unread (websockets documents it).
+            self._reader.cancel()
+
+    async def _read(self) -> None:
+        ws = self.ws
+        slots = self._slots
+        self._reading = True
+        try:
+            while not self._stopping:
+                await slots.acquire()
+                try:
+                    message = await ws.recv()
+                except BaseException:
+                    slots.release()
+                    raise
+                started = time.perf_counter()
+                if self.is_v2:
+                    if isinstance(message, str):
+                        self._spawn(self._unordered(mapping.json_message, message, started))
+                    else:
+                        await self._v2_message(message, started)
+                elif isinstance(message, str):
+                    self._spawn(self._ordered(mapping.json_message, message, started, self._last))
+                else:
+                    self._spawn(self._ordered(mapping.v1_frame, message, started, self._last))
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # stop() interrupted the read; the handler goes on to drain.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        finally:
+            self._reading = False
+
+    def _spawn(self, work: Awaitable[None], request: bool = True) -> asyncio.Task[None]:
+        """Run `work` as a task of this connection; a request holds its slot until the task is done."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        if request:
+            self._state.inflight += 1
+            # A done callback, not a finally: a task cancelled before its first step runs no finally.
+            task.add_done_callback(self._request_done)
+        else:
+            task.add_done_callback(self._tasks.discard)
+        if not self.is_v2:
+            self._last = task
+        return task
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._state.inflight -= 1
+        self._slots.release()
+
+    async def _reply(self, work: Work, message: Any, started: float) -> mapping.Reply:
+        try:
+            return await work(self._state, message, started)
+        except Exception:
+            # A bug, not a client or backend failure: the client still gets an answer.
+            logger.exception("unexpected failure serving a request")
+            return json_messages.error_reply("INTERNAL", "the proxy failed to serve this request")
+
+    async def _ordered(
+        self, work: Work, message: Any, started: float, previous: asyncio.Task[None] | None
+    ) -> None:
+        reply = await self._reply(work, message, started)
+        if previous is not None and not previous.done():
+            # Earlier tasks raise nothing but CancelledError, and only when the whole connection is
+            # cancelled, this task included.
+            await previous
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(reply)
+
+    async def _unordered(self, work: Work, message: Any, started: float) -> None:
+        reply = await self._reply(work, message, started)
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(reply)
+
+    # --- v2 ----------------------------------------------------------------------------------------
+
+    def _in_use(self, request_id: int) -> bool:
+        return request_id in self._v2_infers or request_id in self._sessions
+
+    async def _v2_message(self, data: bytes, started: float) -> None:
+        """Dispatch one v2 binary message; an INFER keeps the slot taken for it, others give it back."""
+        try:
+            message = v2.decode_client(data)
+        except ProtocolError as exc:
+            self._slots.release()
+            self._state.metrics.requests.labels(mapping.INVALID, exc.code).inc()
+            rid = exc.request_id if isinstance(exc.request_id, int) else 0
+            await self.ws.send(v2.encode_error(rid, exc.code, exc.message))
+            return
+        if isinstance(message, v2.InferRequest) and not self._in_use(message.request_id):
+            task = self._spawn(self._v2_infer(message, started))
+            self._v2_infers[message.request_id] = task
+            return
+        self._slots.release()
+        reply = await self._v2_control(message)
+        if reply is not None:
+            await self.ws.send(reply)
+
+    async def _v2_control(self, message: v2.ClientMessage) -> bytes | None:
+        """Handle a v2 message that is not a new INFER; the immediate reply, if any."""
+        rid = message.request_id
+        if isinstance(message, v2.InferRequest | v2.SessionStart) and self._in_use(rid):
+            return v2.encode_error(rid, "INVALID_ARGUMENT", f"request id {rid} is already in flight")
+        match message:
+            case v2.Cancel():
+                return self._cancel(rid)
+            case v2.SessionStart():
+                return self._start_session(message)
+        session = self._sessions.get(rid, (None,))[0]
+        if session is None:
+            if isinstance(message, v2.Credit):
+                return None  # It may have crossed the session's SESSION_END.
+            return v2.encode_error(rid, "FAILED_PRECONDITION", f"no session {rid} is open")
+        try:
+            match message:
+                case v2.SessionAudio():
+                    await session.add_audio(message.pcm16)
+                case v2.SessionControl():
+                    session.control(message.action)
+                case v2.Credit():
+                    session.grant(message.credits)
+        except SessionError as exc:
+            return v2.encode_error(rid, exc.code, exc.message)
+        return None
+
+    def _cancel(self, rid: int) -> bytes | None:
+        task = self._v2_infers.pop(rid, None)
+        if task is not None:
+            task.cancel()
+            return v2.encode_error(rid, "CANCELLED", CLIENT_CANCELLED)
+        session, session_task = self._sessions.pop(rid, (None, None))
+        if session is not None and session_task is not None and not session.ended:
+            session.ended = True
+            session_task.cancel()
+            return v2.encode_session_end(rid, "CANCELLED", CLIENT_CANCELLED)
+        # Its reply may have crossed the CANCEL on the wire.
+        return None
+
+    def _start_session(self, start: v2.SessionStart) -> bytes | None:
+        if len(self._sessions) >= MAX_SESSIONS_PER_CONNECTION:
+            return v2.encode_session_end(
+                start.request_id,
+                "RESOURCE_EXHAUSTED",
+                f"a connection may have {MAX_SESSIONS_PER_CONNECTION} sessions open at once",
+            )
+        if self._state.inflight >= self._state.settings.max_inflight_total:
+            # A session is not a request: at the cap, there is no room for it either.
+            error = mapping.overloaded_error(self._state)
+            return v2.encode_session_end(start.request_id, error.code, error.message)
+        session = SpeakSession(self._state, start, self.ws.send)
+        self._sessions[start.request_id] = (session, self._spawn(self._session(session), request=False))
+        return None
+
+    async def _v2_infer(self, request: v2.InferRequest, started: float) -> None:
+        rid = request.request_id
+        try:
+            reply = await self._reply(mapping.v2_infer, request, started)
+        finally:
+            if self._v2_infers.get(rid) is asyncio.current_task():
+                # From here on a CANCEL finds nothing to cancel: the reply is on its way.
+                del self._v2_infers[rid]
+        if isinstance(reply, str):
+            reply = v2.encode_error(rid, "INTERNAL", "the proxy failed to serve this request")
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(reply)
+
+    async def _session(self, session: SpeakSession) -> None:
+        state = self._state
+        state.sessions += 1
+        started = time.perf_counter()
+        try:
+            code = await session.run()
+            state.metrics.requests.labels("v2_session", code).inc()
+        except ConnectionClosed:
+            pass
+        finally:
+            state.sessions -= 1
+            state.metrics.latency.labels("v2_session").observe(time.perf_counter() - started)
+            if self._sessions.get(session.id, (None,))[0] is session:
+                del self._sessions[session.id]
+
+    # --- shutdown ----------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        for session, _ in self._sessions.values():
+            session.finish_speaking()
+        pending = set(self._tasks)
+        timeout = max(0.0, self._deadline - asyncio.get_running_loop().time())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        self.abort()
+        await self.ws.close(CloseCode.GOING_AWAY, "server shutting down")

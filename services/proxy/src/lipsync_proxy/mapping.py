@@ -1,0 +1,283 @@
+"""Each client request mapped to its gRPC call, and the reply built from the result.
+
+Every function here answers one request and never raises for a failed call: a malformed request, a
+gRPC error or the global cap becomes the protocol's error reply. Replies are what the WebSocket sends:
+`str` for a text message, bytes-like for a binary one.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+
+from lipsync_protos.lipsync.v1 import lipsync_pb2
+from lipsync_proxy.errors import OverloadedError, ProxyError
+from lipsync_proxy.metrics import V1_FRAME
+from lipsync_proxy.protocol import json_messages, v1, v2
+from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_proxy.protocol.fields import SAMPLE_RATE, Bounds, OutputMode, Timings
+from lipsync_proxy.state import ProxyState
+
+logger = logging.getLogger(__name__)
+
+Reply = str | bytes | memoryview
+
+# Labels of the requests metric.
+V2_INFER = "v2_infer"
+INVALID = "invalid"
+OK = "OK"
+
+
+def _log_frame(model_name: str, frame_id: int, grpc_s: float, total_s: float, size: int) -> None:
+    # The seed's line, with the same fields.
+    logger.info(
+        "%s frame %d: grpc=%.1fms total=%.1fms size=%s bytes",
+        model_name,
+        frame_id,
+        grpc_s * 1000.0,
+        total_s * 1000.0,
+        f"{size:,}",
+    )
+
+
+def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
+    metrics = state.metrics
+    metrics.requests.labels(kind, code).inc()
+    metrics.latency.labels(kind).observe(time.perf_counter() - started)
+
+
+def overloaded_error(state: ProxyState) -> ProxyError:
+    """The error of a request refused because the global in-flight cap is reached."""
+    return OverloadedError(state.settings.max_inflight_total)
+
+
+async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
+    """A v1 binary request: the JPEG of the full frame, or a text error reply."""
+    try:
+        request = v1.decode_request(message)
+    except ProtocolError as exc:
+        _count(state, V1_FRAME, exc.code, started)
+        return json_messages.error_reply(exc.code, exc.message)
+    if state.overloaded:
+        error = overloaded_error(state)
+        _count(state, V1_FRAME, error.code, started)
+        return json_messages.error_reply(
+            error.code, error.message, model_name=request.model_name, frame_id=request.frame_id
+        )
+    called = time.perf_counter()
+    try:
+        image = await state.backend.infer_image(request.model_name, request.frame_id)
+    except ProxyError as exc:
+        _count(state, V1_FRAME, exc.code, started)
+        return json_messages.error_reply(
+            exc.code, exc.message, model_name=request.model_name, frame_id=request.frame_id
+        )
+    done = time.perf_counter()
+    state.metrics.v1_frames_ok.inc()
+    state.metrics.v1_frame_latency.observe(done - started)
+    if state.log_frames:
+        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
+    return image
+
+
+def _traceparent(traceparent: str | None) -> list[tuple[str, str]] | None:
+    # W3C trace context travels to the server as gRPC metadata, so its spans join the client's trace.
+    return None if traceparent is None else [("traceparent", traceparent)]
+
+
+async def json_message(state: ProxyState, text: str | bytes, started: float) -> str:
+    """A JSON text message of any type: its JSON reply."""
+    try:
+        request = json_messages.parse(text)
+    except ProtocolError as exc:
+        _count(state, INVALID, exc.code, started)
+        return json_messages.error_reply(exc.code, exc.message, id=exc.request_id)
+    match request:
+        case json_messages.PingRequest():
+            _count(state, "ping", OK, started)
+            return json_messages.pong(request.id)
+        case json_messages.InferenceRequest():
+            return await _inference(state, request, started)
+    kind = {
+        json_messages.ListModelsRequest: "list_models",
+        json_messages.GetMetadataRequest: "get_metadata",
+        json_messages.GetVideoFrameRequest: "get_video_frame",
+    }[type(request)]
+    try:
+        if state.overloaded:
+            raise overloaded_error(state)
+        reply = await _lookup(state, request)
+    except ProxyError as exc:
+        _count(state, kind, exc.code, started)
+        model_name = getattr(request, "model_name", None)
+        frame_id = getattr(request, "frame_id", None)
+        return json_messages.error_reply(
+            exc.code, exc.message, id=request.id, model_name=model_name, frame_id=frame_id
+        )
+    _count(state, kind, OK, started)
+    return reply
+
+
+async def _lookup(
+    state: ProxyState,
+    request: json_messages.ListModelsRequest
+    | json_messages.GetMetadataRequest
+    | json_messages.GetVideoFrameRequest,
+) -> str:
+    backend = state.backend
+    match request:
+        case json_messages.ListModelsRequest():
+            models = await backend.list_models()
+            return json_messages.model_list_reply(request.id, [model_summary(m) for m in models])
+        case json_messages.GetMetadataRequest():
+            info = await backend.model_info(request.model_name)
+            summary = model_summary(info)
+            del summary["name"], summary["frame_count"], summary["fps"], summary["width"], summary["height"]
+            return json_messages.metadata_reply(
+                request.id, info.name, info.frame_count, info.fps, info.width, info.height, **summary
+            )
+        case json_messages.GetVideoFrameRequest():
+            frame = await backend.video_frame(request.model_name, request.frame_id)
+            return json_messages.video_frame_reply(
+                request.id, request.model_name, request.frame_id, frame.image, frame.width, frame.height
+            )
+
+
+def model_summary(info: lipsync_pb2.ModelInfo) -> dict[str, object]:
+    """A model's metadata as JSON fields."""
+    summary: dict[str, object] = {
+        "name": info.name,
+        "engine": info.engine,
+        "state": lipsync_pb2.ModelState.Name(info.state).removeprefix("MODEL_STATE_").lower(),
+        "frame_count": info.frame_count,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "available_videos": list(info.available_videos),
+        "has_audio": info.has_audio,
+        "audio_duration_s": info.audio_duration_s,
+        "package_format": info.package_format,
+    }
+    if info.error:
+        summary["error"] = info.error
+    return summary
+
+
+_PROTO_MODES = {
+    OutputMode.FULL_FRAME: lipsync_pb2.OUTPUT_MODE_FULL_FRAME,
+    OutputMode.FACE_CROP: lipsync_pb2.OUTPUT_MODE_FACE_CROP,
+}
+
+
+def proto_mode(mode: OutputMode) -> lipsync_pb2.OutputMode:
+    """The proto enum value of an output mode."""
+    return _PROTO_MODES[mode]
+
+
+def output_mode(reply: lipsync_pb2.InferResponse, requested: OutputMode) -> OutputMode:
+    """The mode of a reply's image; the requested one when the server left it unset."""
+    try:
+        return OutputMode.from_wire(reply.output_mode)
+    except KeyError:
+        return requested
+
+
+def bounds_of(reply: lipsync_pb2.InferResponse) -> tuple[int, int, int, int]:
+    b = reply.bounds
+    return (b.x1, b.y1, b.x2, b.y2)
+
+
+def timings_of(reply: lipsync_pb2.InferResponse) -> tuple[float, float, float, float, float, float, int]:
+    t = reply.timings
+    return (
+        t.queue_ms,
+        t.audio_features_ms,
+        t.inference_ms,
+        t.composite_ms,
+        t.encode_ms,
+        t.total_ms,
+        t.batch_size,
+    )
+
+
+async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> str:
+    try:
+        if state.overloaded:
+            raise overloaded_error(state)
+        called = time.perf_counter()
+        reply = await state.backend.infer(
+            lipsync_pb2.InferRequest(
+                model_name=request.model_name,
+                frame_id=request.frame_id,
+                output_mode=proto_mode(request.output_mode),
+            ),
+            metadata=_traceparent(request.traceparent),
+        )
+    except ProxyError as exc:
+        _count(state, "inference", exc.code, started)
+        return json_messages.inference_error(
+            request.id, request.model_name, request.frame_id, exc.code, exc.message
+        )
+    done = time.perf_counter()
+    _count(state, "inference", OK, started)
+    if state.log_frames:
+        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(reply.image))
+    return json_messages.inference_reply(
+        request.id,
+        reply.frame_id,
+        request.model_name,
+        (done - started) * 1000.0,
+        reply.image if request.include_image else None,
+        Bounds(*bounds_of(reply)) if reply.HasField("bounds") else None,
+        Timings(*timings_of(reply)) if reply.HasField("timings") else None,
+        output_mode(reply, request.output_mode),
+        len(reply.image),
+    )
+
+
+def infer_request(request: v2.InferRequest) -> lipsync_pb2.InferRequest:
+    """The gRPC request of a v2 INFER."""
+    message = lipsync_pb2.InferRequest(
+        request_id=str(request.request_id),
+        model_name=request.model_name,
+        frame_id=request.frame_id,
+        output_mode=proto_mode(request.output_mode),
+        jpeg_quality=request.jpeg_quality,
+    )
+    if request.audio is not None:
+        message.audio.pcm16 = request.audio.pcm16
+        message.audio.sample_rate = SAMPLE_RATE
+        if request.audio.center_sample is not None:
+            message.audio.center_sample = request.audio.center_sample
+    return message
+
+
+async def v2_infer(state: ProxyState, request: v2.InferRequest, started: float) -> bytes:
+    """A v2 INFER: its FRAME, or an ERROR with the same request id."""
+    try:
+        if state.overloaded:
+            raise overloaded_error(state)
+        called = time.perf_counter()
+        reply = await state.backend.infer(infer_request(request), metadata=_traceparent(request.traceparent))
+    except ProxyError as exc:
+        _count(state, V2_INFER, exc.code, started)
+        return v2.encode_error(request.request_id, exc.code, exc.message)
+    done = time.perf_counter()
+    _count(state, V2_INFER, OK, started)
+    if state.log_frames:
+        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(reply.image))
+    try:
+        return v2.encode_frame(
+            request.request_id,
+            reply.frame_id,
+            output_mode(reply, request.output_mode),
+            bounds_of(reply),
+            reply.width,
+            reply.height,
+            timings_of(reply),
+            reply.image,
+        )
+    except struct.error as exc:
+        logger.error("cannot encode the backend's frame for request %d: %s", request.request_id, exc)
+        return v2.encode_error(request.request_id, "INTERNAL", "the backend sent a frame v2 cannot carry")

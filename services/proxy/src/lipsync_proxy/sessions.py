@@ -1,0 +1,181 @@
+"""v2 talking sessions: a `Speak` stream per session, its frames forwarded only against credits.
+
+The client opens a session with SESSION_START (granting its first credits), sends audio with
+SESSION_AUDIO, ends or interrupts speech with SESSION_CONTROL and grants more credits with CREDIT.
+Each SESSION_FRAME (or per-frame ERROR) the proxy forwards spends one credit; without a credit the
+proxy does not read the gRPC stream, so gRPC's flow control holds the server back and nothing piles up
+in the proxy. Audio the stream has not taken yet is bounded too: past `MAX_QUEUED_AUDIO_BYTES` the
+proxy stops reading the connection until the stream catches up.
+Every session ends with exactly one SESSION_END.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from lipsync_protos.lipsync.v1 import lipsync_pb2
+from lipsync_proxy.errors import BackendError, ProxyError, status_of_number, wire_code
+from lipsync_proxy.mapping import bounds_of, output_mode, proto_mode, timings_of
+from lipsync_proxy.protocol import v2
+from lipsync_proxy.protocol.fields import SAMPLE_RATE
+from lipsync_proxy.state import ProxyState
+
+logger = logging.getLogger(__name__)
+
+#: Audio a session may have waiting for its gRPC stream: about 32 s of 16 kHz PCM16.
+MAX_QUEUED_AUDIO_BYTES = 1 << 20
+
+_PROTO_ACTIONS = {
+    v2.SessionAction.INTERRUPT: lipsync_pb2.SpeakControl.ACTION_INTERRUPT,
+    v2.SessionAction.END: lipsync_pb2.SpeakControl.ACTION_END,
+}
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class SessionError(ProxyError):
+    """A session message the proxy refuses; answered with an ERROR of the session's id."""
+
+
+class SpeakSession:
+    """One v2 session and its `Speak` stream; `run` is its task, from SESSION_START to SESSION_END."""
+
+    def __init__(self, state: ProxyState, start: v2.SessionStart, send: Send) -> None:
+        self.id = start.request_id
+        self.start = start
+        self.credits = start.credits
+        #: Set once SESSION_END is being sent: a CANCEL that arrives later has nothing to cancel.
+        self.ended = False
+        self._state = state
+        self._send = send
+        self._credit = asyncio.Event()
+        self._outbox: asyncio.Queue[lipsync_pb2.SpeakRequest] = asyncio.Queue()
+        # Audio read from the client and not yet taken by the gRPC stream.
+        self._queued_bytes = 0
+        self._room = asyncio.Event()
+        self._audio_closed = False
+        self._stream_closed = False
+
+    def grant(self, credits: int) -> None:
+        """CREDIT: the client can take `credits` more messages."""
+        self.credits += credits
+        self._credit.set()
+
+    def _check_open(self) -> None:
+        if self._stream_closed:
+            raise SessionError("FAILED_PRECONDITION", f"session {self.id} is not open")
+        if self._audio_closed:
+            raise SessionError("FAILED_PRECONDITION", f"session {self.id} has ended its audio")
+
+    async def add_audio(self, pcm16: bytes) -> None:
+        """SESSION_AUDIO. While the stream is `MAX_QUEUED_AUDIO_BYTES` behind this waits, so the
+        connection is not read; raises SessionError once the session's audio or stream has ended."""
+        self._check_open()
+        while self._queued_bytes and self._queued_bytes + len(pcm16) > MAX_QUEUED_AUDIO_BYTES:
+            self._room.clear()
+            await self._room.wait()
+            self._check_open()
+        self._queued_bytes += len(pcm16)
+        self._outbox.put_nowait(lipsync_pb2.SpeakRequest(audio=pcm16))
+
+    def control(self, action: v2.SessionAction) -> None:
+        """SESSION_CONTROL: INTERRUPT drops the audio not yet written; END closes the audio."""
+        self._check_open()
+        if action == v2.SessionAction.INTERRUPT:
+            while not self._outbox.empty():
+                self._queued_bytes -= len(self._outbox.get_nowait().audio)
+            self._room.set()
+        else:
+            self._audio_closed = True
+        request = lipsync_pb2.SpeakRequest(control=lipsync_pb2.SpeakControl(action=_PROTO_ACTIONS[action]))
+        self._outbox.put_nowait(request)
+
+    def finish_speaking(self) -> None:
+        """End the audio if it is still open (shutdown: let the server finish what it was sent)."""
+        if not self._audio_closed and not self._stream_closed:
+            self.control(v2.SessionAction.END)
+
+    async def run(self) -> str:
+        """Serve the session until its stream ends; sends its frames and its one SESSION_END, and
+        returns the status that ended it ("OK" or a gRPC status name)."""
+        start = self.start
+        metadata = None if start.traceparent is None else [("traceparent", start.traceparent)]
+        call = self._state.backend.speak(metadata)
+        writer = asyncio.create_task(self._write(call))
+        code, message = "OK", ""
+        try:
+            while True:
+                while self.credits <= 0:
+                    self._credit.clear()
+                    await self._credit.wait()
+                response = await call.read()
+                if not isinstance(response, lipsync_pb2.SpeakResponse):
+                    break  # grpc.aio.EOF: the server ended the stream
+                self.credits -= 1
+                await self._send(self._encode(response))
+        except grpc.aio.AioRpcError as exc:
+            error = BackendError.from_rpc_error(exc)
+            logger.info("session %d ended: %s %s", self.id, exc.code().name, exc.details())
+            code, message = error.code, error.message
+        finally:
+            self._stream_closed = True
+            # A SESSION_AUDIO waiting for room wakes up and finds the session closed.
+            self._room.set()
+            writer.cancel()
+            call.cancel()
+        self.ended = True
+        await self._send(v2.encode_session_end(self.id, code, message))
+        return code
+
+    async def _write(
+        self, call: grpc.aio.StreamStreamCall[lipsync_pb2.SpeakRequest, lipsync_pb2.SpeakResponse]
+    ) -> None:
+        start = self.start
+        first = lipsync_pb2.SpeakRequest(
+            start=lipsync_pb2.SpeakStart(
+                request_id=str(self.id),
+                model_name=start.model_name,
+                output_mode=proto_mode(start.output_mode),
+                start_frame_id=start.start_frame_id,
+                sample_rate=SAMPLE_RATE,
+                jpeg_quality=start.jpeg_quality,
+            )
+        )
+        try:
+            await call.write(first)
+            while True:
+                request = await self._outbox.get()
+                # gRPC's flow control holds this write while the server takes no more audio.
+                await call.write(request)
+                if request.audio:
+                    self._queued_bytes -= len(request.audio)
+                    self._room.set()
+                elif request.control.action == lipsync_pb2.SpeakControl.ACTION_END:
+                    await call.done_writing()
+                    return
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The stream has ended; run() reads how and reports it.
+            return
+
+    def _encode(self, response: lipsync_pb2.SpeakResponse) -> bytes:
+        frame = response.frame
+        if frame.HasField("error"):
+            code = wire_code(status_of_number(frame.error.code))
+            return v2.encode_error(self.id, code, frame.error.message)
+        return v2.encode_session_frame(
+            self.id,
+            response.sequence,
+            response.audio_time_ms,
+            response.end_of_utterance,
+            frame.frame_id,
+            output_mode(frame, self.start.output_mode),
+            bounds_of(frame),
+            frame.width,
+            frame.height,
+            timings_of(frame),
+            frame.image,
+        )

@@ -1,0 +1,215 @@
+"""The proxy's one settings object, built from flags and the environment and validated at start.
+
+The seed's names are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`, `GRPC_ADDR`, `STATIC_DIR`); every other
+setting reads `PROXY_<FLAG>`. A flag beats the environment, and every invalid setting is reported at
+once in one message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lipsync_proxy.targets import TargetError, parse_grpc_addr
+
+DEFAULT_WS_PORT = 8086
+DEFAULT_GRPC_ADDR = "localhost:50051"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def checkout_static_dir() -> Path | None:
+    """The repository's `static/` when the proxy runs from a checkout (an editable install), else None."""
+    # settings.py sits at services/proxy/src/lipsync_proxy/ in the repository.
+    candidate = Path(__file__).resolve().parents[4] / "static"
+    return candidate if candidate.is_dir() else None
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one proxy process runs."""
+
+    ws_port: int = DEFAULT_WS_PORT
+    # "" binds every interface, IPv4 and IPv6.
+    host: str = ""
+    grpc_addr: str = DEFAULT_GRPC_ADDR
+    static_dir: Path | None = field(default_factory=checkout_static_dir)
+    # Empty: the proxy's own host and localhost. "*" allows every origin.
+    allowed_origins: tuple[str, ...] = ()
+    max_inflight: int = 8
+    max_inflight_total: int = 1024
+    timeout_s: float = 5.0
+    session_timeout_s: float = 3600.0
+    max_message_size: int = 1 << 20
+    ping_interval_s: float = 20.0
+    grace_period_s: float = 10.0
+    log_level: str = "info"
+    log_format: str = "text"
+    quiet_frames: bool = False
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, described; empty when all is well."""
+        found = []
+        if not 0 <= self.ws_port <= 65535:
+            found.append(f"--ws-port {self.ws_port}: must be 0..65535")
+        try:
+            parse_grpc_addr(self.grpc_addr)
+        except TargetError as exc:
+            found.append(f"--grpc-addr {self.grpc_addr!r}: {exc}")
+        if self.static_dir is not None and not self.static_dir.is_dir():
+            found.append(f"--static-dir {self.static_dir}: not a directory")
+        for origin in self.allowed_origins:
+            if origin != "*" and "://" not in origin:
+                found.append(f"--allowed-origins {origin!r}: must be * or scheme://host[:port]")
+        if self.max_inflight < 1:
+            found.append(f"--max-inflight {self.max_inflight}: must be at least 1")
+        if self.max_inflight_total < self.max_inflight:
+            found.append(
+                f"--max-inflight-total {self.max_inflight_total}: must be at least --max-inflight "
+                f"({self.max_inflight})"
+            )
+        if not self.timeout_s > 0:
+            found.append(f"--timeout {self.timeout_s}: must be > 0 seconds")
+        if not self.session_timeout_s > 0:
+            found.append(f"--session-timeout {self.session_timeout_s}: must be > 0 seconds")
+        if self.max_message_size < 64:
+            found.append(f"--max-message-size {self.max_message_size}: must be at least 64 bytes")
+        if not self.ping_interval_s > 0:
+            found.append(f"--ping-interval {self.ping_interval_s}: must be > 0 seconds")
+        if self.grace_period_s < 0:
+            found.append(f"--grace-period {self.grace_period_s}: must be >= 0 seconds")
+        if self.log_level not in LOG_LEVELS:
+            found.append(f"--log-level {self.log_level!r}: must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            found.append(f"--log-format {self.log_format!r}: must be text or json")
+        return found
+
+
+def _env_bool(value: str) -> bool | None:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
+    """The proxy's flags. Types are left to `settings_from_args` so that every bad value is reported."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="WebSocket <-> gRPC proxy for the lip-sync server, with health, metrics and files.",
+        epilog="Environment: WS_PORT, GRPC_ADDR, STATIC_DIR and PROXY_<FLAG> for the others; flags win.",
+    )
+    add = parser.add_argument
+    add("-ws-port", "--ws-port", dest="ws_port", help=f"HTTP/WebSocket port (default {DEFAULT_WS_PORT})")
+    add("--host", help="address to bind (default: every interface)")
+    add(
+        "-grpc-addr",
+        "--grpc-addr",
+        dest="grpc_addr",
+        help=f"backend(s): host:port, h1:p1,h2:p2 or a gRPC target URI (default {DEFAULT_GRPC_ADDR})",
+    )
+    add("--static-dir", help="directory served at / (default: the checkout's static/)")
+    add("--allowed-origins", help="comma list of scheme://host[:port] or *; default: own host and localhost")
+    add("--max-inflight", help="requests one connection may have in flight (default 8)")
+    add("--max-inflight-total", help="requests all connections may have in flight (default 1024)")
+    add("--timeout", help="deadline of every gRPC call, seconds (default 5)")
+    add("--session-timeout", help="deadline of a v2 speaking session's gRPC stream, seconds (default 3600)")
+    add("--max-message-size", help="largest inbound WebSocket message, bytes (default 1048576)")
+    add(
+        "--ping-interval",
+        help="seconds between WebSocket pings; a peer silent as long is dropped (default 20)",
+    )
+    add("--grace-period", help="seconds SIGTERM waits for in-flight work (default 10)")
+    add("--log-level", help="debug, info, warning or error (default info)")
+    add("--log-format", help="text or json (default text)")
+    add("--quiet-frames", action="store_true", default=None, help="no log line per frame")
+    return parser
+
+
+# Environment variable of each Settings field that has one; the flags of the same fields win.
+_ENV = {
+    "ws_port": "WS_PORT",
+    "host": "PROXY_HOST",
+    "grpc_addr": "GRPC_ADDR",
+    "static_dir": "STATIC_DIR",
+    "allowed_origins": "PROXY_ALLOWED_ORIGINS",
+    "max_inflight": "PROXY_MAX_INFLIGHT",
+    "max_inflight_total": "PROXY_MAX_INFLIGHT_TOTAL",
+    "timeout": "PROXY_TIMEOUT",
+    "session_timeout": "PROXY_SESSION_TIMEOUT",
+    "max_message_size": "PROXY_MAX_MESSAGE_SIZE",
+    "ping_interval": "PROXY_PING_INTERVAL",
+    "grace_period": "PROXY_GRACE_PERIOD",
+    "log_level": "PROXY_LOG_LEVEL",
+    "log_format": "PROXY_LOG_FORMAT",
+    "quiet_frames": "PROXY_QUIET_FRAMES",
+}
+
+
+def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; raise SettingsError naming every invalid one."""
+    env = os.environ if environ is None else environ
+    namespace = vars(build_parser().parse_args(list(argv)))
+    raw: dict[str, str] = {}
+    for name, variable in _ENV.items():
+        flag_value = namespace.get(name)
+        if flag_value is not None:
+            raw[name] = str(flag_value) if not isinstance(flag_value, bool) else ("1" if flag_value else "0")
+        elif env.get(variable, "").strip():
+            raw[name] = env[variable].strip()
+
+    problems: list[str] = []
+    defaults = Settings(static_dir=None)
+
+    def number(name: str, flag: str, kind: type[int] | type[float], default: float) -> float:
+        if name not in raw:
+            return default
+        try:
+            return kind(raw[name])
+        except ValueError:
+            problems.append(f"{flag} {raw[name]!r}: not {'an integer' if kind is int else 'a number'}")
+            return default
+
+    quiet = defaults.quiet_frames
+    if "quiet_frames" in raw:
+        parsed = _env_bool(raw["quiet_frames"])
+        if parsed is None:
+            problems.append(f"PROXY_QUIET_FRAMES {raw['quiet_frames']!r}: must be true or false")
+        else:
+            quiet = parsed
+    static_dir = Path(raw["static_dir"]) if "static_dir" in raw else checkout_static_dir()
+    origins = tuple(o.strip() for o in raw.get("allowed_origins", "").split(",") if o.strip())
+    settings = Settings(
+        ws_port=int(number("ws_port", "--ws-port", int, defaults.ws_port)),
+        host=raw.get("host", defaults.host),
+        grpc_addr=raw.get("grpc_addr", defaults.grpc_addr),
+        static_dir=static_dir,
+        allowed_origins=origins,
+        max_inflight=int(number("max_inflight", "--max-inflight", int, defaults.max_inflight)),
+        max_inflight_total=int(
+            number("max_inflight_total", "--max-inflight-total", int, defaults.max_inflight_total)
+        ),
+        timeout_s=number("timeout", "--timeout", float, defaults.timeout_s),
+        session_timeout_s=number("session_timeout", "--session-timeout", float, defaults.session_timeout_s),
+        max_message_size=int(
+            number("max_message_size", "--max-message-size", int, defaults.max_message_size)
+        ),
+        ping_interval_s=number("ping_interval", "--ping-interval", float, defaults.ping_interval_s),
+        grace_period_s=number("grace_period", "--grace-period", float, defaults.grace_period_s),
+        log_level=raw.get("log_level", defaults.log_level).lower(),
+        log_format=raw.get("log_format", defaults.log_format).lower(),
+        quiet_frames=quiet,
+    )
+    problems += settings.problems()
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return settings
