@@ -7,6 +7,7 @@ PROTO_OUT := protos/python/src
 PROTO_FILES := protos/lipsync/v1/lipsync.proto protos/optimized_lipsyncsrv.proto
 PY_SOURCES := $(wildcard services protos/python loadtests)
 PORT ?= 50051
+WS_PORT ?= 8086
 
 .PHONY: help venv protos protos-check run run-server test lint fmt clean
 
@@ -37,7 +38,13 @@ protos-check: protos ## Fail when the committed generated code differs from prot
 run-server: $(BIN)/activate ## Run lipsync-server alone with the demo avatar
 	$(BIN)/lipsync-server --port $(PORT)
 
-run: run-server ## Run the stack natively (demo avatar)
+# Both processes in the foreground; Ctrl-C (or either one exiting) stops both.
+run: $(BIN)/activate ## Run server + proxy natively (demo avatar); open http://localhost:8086/
+	@$(BIN)/lipsync-server --port $(PORT) & server=$$!; \
+	$(BIN)/lipsync-proxy -ws-port $(WS_PORT) -grpc-addr 127.0.0.1:$(PORT) & proxy=$$!; \
+	trap 'kill -TERM $$server $$proxy 2>/dev/null' INT TERM; \
+	echo "open http://localhost:$(WS_PORT)/  (Ctrl-C stops both)"; \
+	wait -n; kill -TERM $$server $$proxy 2>/dev/null; wait
 
 test: $(BIN)/activate ## Run every test
 	$(BIN)/pytest
