@@ -5,21 +5,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROTO_OUT := protos/python/src
 PROTO_FILES := protos/lipsync/v1/lipsync.proto protos/optimized_lipsyncsrv.proto
-PY_SOURCES := $(wildcard services protos/python loadtests)
+PY_SOURCES := $(wildcard services protos/python loadtests deploy)
 PORT ?= 50051
 WS_PORT ?= 8086
 
 .PHONY: help venv protos protos-check run run-server test lint fmt clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyproject.toml protos/python/pyproject.toml
+$(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyproject.toml protos/python/pyproject.toml \
+  deploy/otlp-sink/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt \
 	  -r services/lipsync-server/requirements.txt -r services/proxy/requirements.txt \
-	  -e protos/python -e services/lipsync-server -e services/proxy
+	  -e protos/python -e services/lipsync-server -e services/proxy -e deploy/otlp-sink
 	touch $@
 
 venv: $(BIN)/activate ## Create .venv with both services and the dev tools
@@ -49,10 +50,10 @@ run: $(BIN)/activate ## Run server + proxy natively (demo avatar); open http://l
 test: $(BIN)/activate ## Run every test
 	$(BIN)/pytest
 
-lint: $(BIN)/activate ## ruff, ruff format --check, mypy --strict
+lint: $(BIN)/activate deploy-lint ## ruff, ruff format --check, mypy --strict, and the deploy linters
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/mypy services/lipsync-server/src services/proxy/src
+	$(BIN)/mypy services/lipsync-server/src services/proxy/src deploy/otlp-sink/src deploy/smoke deploy/scripts deploy/tests
 
 fmt: $(BIN)/activate ## Format and fix what ruff can
 	$(BIN)/ruff format $(PY_SOURCES)
@@ -62,3 +63,5 @@ clean: ## Remove the venv, caches and build output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+include deploy/deploy.mk
