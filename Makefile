@@ -9,7 +9,7 @@ PY_SOURCES := $(wildcard services protos/python loadtests deploy)
 PORT ?= 50051
 WS_PORT ?= 8086
 
-.PHONY: help venv protos protos-check run run-server test lint fmt clean
+.PHONY: help venv venv-convert protos protos-check run run-server test lint fmt clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ $(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyp
 	touch $@
 
 venv: $(BIN)/activate ## Create .venv with both services and the dev tools
+
+venv-convert: $(BIN)/activate ## Add PyTorch and onnx to .venv (the .pth converter and its tests)
+	$(BIN)/pip install --quiet -r services/lipsync-server/requirements-convert.txt
 
 protos: $(BIN)/activate ## Generate Python code and .pyi stubs from protos/ into lipsync_protos
 	rm -rf $(PROTO_OUT)/lipsync_protos/lipsync $(PROTO_OUT)/lipsync_protos/optimized_lipsyncsrv_pb2*

@@ -25,6 +25,7 @@ class PaintEngineDouble:
     """Paints the face region with 200 + the first feature (or 255 with no features)."""
 
     name: str = "paint"
+    batches_frames: bool = False
 
     def prepare(self, package: ModelPackage) -> ModelPackage:
         return package
@@ -36,6 +37,9 @@ class PaintEngineDouble:
         self, package: ModelPackage, pcm: NDArray[np.int16], sample_rate: int, center_sample: int
     ) -> NDArray[np.float32]:
         return np.array([min(55, int(np.abs(pcm).max()) // 100)], np.float32)
+
+    def speech_stream(self, package: ModelPackage) -> None:
+        return None
 
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
         regions = []

@@ -1,10 +1,12 @@
-"""`lipsync-server`: serve (default), `inspect DIR`, `make-demo DIR`, `probe`."""
+"""`lipsync-server`: serve (default), `inspect DIR`, `make-demo DIR`, `probe`, `convert`, `make-package`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,21 +17,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lipsync_server.errors import PackageError
 from lipsync_server.logs import setup_logging
-from lipsync_server.server import LIPSYNC_SERVICE, StartupError, create_server, default_deps
-from lipsync_server.settings import Settings, SettingsError, settings_from_args
+from lipsync_server.server import LIPSYNC_SERVICE, Deps, StartupError, create_server, default_deps
+from lipsync_server.settings import DEFAULT_PORT, Settings, SettingsError, settings_from_args
+from lipsync_server.telemetry import TracingConfig, tracer_provider, tracing_config
 
 logger = logging.getLogger("lipsync_server")
 
 EXIT_USAGE = 2
 
 
-async def serve(settings: Settings) -> None:
-    server = create_server(settings)
+async def serve(settings: Settings, deps: Deps, tracing: TracingConfig) -> None:
+    server = create_server(settings, deps)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await server.start()
+    logger.info("tracing: %s", tracing.summary)
     loader = asyncio.create_task(server.load_models())
     await stopping.wait()
     logger.info("shutting down: NOT_SERVING, grace period %.1f s", settings.grace_period_s)
@@ -71,7 +75,9 @@ def make_demo_command(argv: Sequence[str]) -> int:
 def probe_command(argv: Sequence[str]) -> int:
     """Exit 0 when grpc.health.v1 says SERVING: the container HEALTHCHECK."""
     parser = argparse.ArgumentParser(prog="lipsync-server probe", description="grpc.health.v1 check.")
-    parser.add_argument("--addr", default="127.0.0.1:50051")
+    # The server's own port setting, so a HEALTHCHECK keeps working when LIPSYNC_PORT changes it.
+    port = os.environ.get("LIPSYNC_PORT") or str(DEFAULT_PORT)
+    parser.add_argument("--addr", default=f"127.0.0.1:{port}")
     parser.add_argument("--service", default=LIPSYNC_SERVICE)
     parser.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -87,7 +93,26 @@ def probe_command(argv: Sequence[str]) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-COMMANDS = {"inspect": inspect_command, "make-demo": make_demo_command, "probe": probe_command}
+def convert_command(argv: Sequence[str]) -> int:
+    """PyTorch checkpoint to ONNX; imported only here, so serving never needs the torch extra."""
+    from lipsync_server.convert_torch import main as convert_main
+
+    return convert_main(argv)
+
+
+def make_package_command(argv: Sequence[str]) -> int:
+    from lipsync_server.make_package import main as make_package_main
+
+    return make_package_main(argv)
+
+
+COMMANDS = {
+    "inspect": inspect_command,
+    "make-demo": make_demo_command,
+    "probe": probe_command,
+    "convert": convert_command,
+    "make-package": make_package_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,17 +121,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args[0]](args[1:])
     if args and args[0] == "serve":
         args = args[1:]
+    problems: list[str] = []
+    settings = Settings()
+    tracing = TracingConfig(None)
     try:
         settings = settings_from_args(args)
     except SettingsError as error:
-        print(f"lipsync-server: {error}", file=sys.stderr)
+        problems.append(str(error))
+    try:
+        tracing = tracing_config(os.environ)
+    except SettingsError as error:
+        problems.append(str(error))
+    if problems:
+        print(f"lipsync-server: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(settings.log_level, settings.log_format)
+    provider = tracer_provider(tracing)
     try:
-        asyncio.run(serve(settings))
+        deps = dataclasses.replace(default_deps(settings.device), tracer_provider=provider)
+        asyncio.run(serve(settings, deps, tracing))
     except StartupError as error:
         print(f"lipsync-server: {error}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports what is left; bounded by the export timeout
     return 0
 
 

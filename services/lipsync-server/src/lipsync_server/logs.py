@@ -1,4 +1,5 @@
-"""Logging set up once, in the entry point: human text or one JSON object per line."""
+"""Logging set up once, in the entry point: human text or one JSON object per line, the JSON with the
+trace and span ids of the span current where the record was made."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 import sys
 import time
+
+from opentelemetry import trace
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,10 +31,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TraceContextFilter(logging.Filter):
+    """Adds the current span's `trace_id` and `span_id` (lowercase hex, as in `traceparent`) to a record.
+
+    Runs in the thread that logs, so it sees that thread's context: the call's span on the event loop,
+    the caller's context in worker threads (see InferenceRunner.call).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        return True
+
+
 def setup_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
+        handler.addFilter(TraceContextFilter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -17,6 +17,14 @@ from numpy.typing import NDArray
 from lipsync_server.engines.base import Engine, FrameJob
 from lipsync_server.jpeg import encode_jpeg
 from lipsync_server.packages.model import ModelPackage
+from lipsync_server.telemetry import (
+    BATCH_SIZE,
+    IMAGE_BYTES,
+    JPEG_QUALITY,
+    OUTPUT_MODE,
+    SpanParent,
+    stage_span,
+)
 
 
 class OutputMode(Enum):
@@ -41,6 +49,8 @@ class RenderRequest:
     audio: AudioInput | None = None
     # Precomputed features (e.g. from a Speak session); beats `audio`.
     features: NDArray[np.float32] | None = None
+    # The call's span, for this frame's stage spans; None when not traced.
+    trace: SpanParent | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -71,32 +81,40 @@ def _ms_since(start: float) -> float:
 
 def render(engine: Engine, package: ModelPackage, requests: Sequence[RenderRequest]) -> list[RenderedFrame]:
     """Render `requests` of one package as one engine batch. Frame ids must already be in range."""
+    batch = {BATCH_SIZE: len(requests)}
     start = time.perf_counter()
     jobs = []
-    for request in requests:
-        features = request.features
-        if features is None and request.audio is not None:
-            audio = request.audio
-            features = engine.features_from_audio(package, audio.pcm, audio.sample_rate, audio.center_sample)
-        jobs.append(FrameJob(request.frame_id, features))
+    with stage_span("audio_features", requests, batch):
+        for request in requests:
+            features = request.features
+            if features is None and request.audio is not None:
+                audio = request.audio
+                features = engine.features_from_audio(
+                    package, audio.pcm, audio.sample_rate, audio.center_sample
+                )
+            jobs.append(FrameJob(request.frame_id, features))
     features_ms = _ms_since(start) / len(requests)
 
     start = time.perf_counter()
-    regions = engine.infer(package, jobs)
+    with stage_span("inference", requests, batch):
+        regions = engine.infer(package, jobs)
     inference_ms = _ms_since(start) / len(requests)
 
     rendered = []
     for request, region in zip(requests, regions, strict=True):
         x1, y1, x2, y2 = (int(v) for v in package.boxes[request.frame_id])
         start = time.perf_counter()
-        if request.output_mode is OutputMode.FACE_CROP:
-            image = region
-        else:
-            image = package.frames.frame(request.frame_id).copy()
-            image[y1:y2, x1:x2] = region
+        with stage_span("composite", [request], {OUTPUT_MODE: request.output_mode.value}):
+            if request.output_mode is OutputMode.FACE_CROP:
+                image = region
+            else:
+                image = package.frames.frame(request.frame_id).copy()
+                image[y1:y2, x1:x2] = region
         composite_ms = _ms_since(start)
         start = time.perf_counter()
-        data = encode_jpeg(image, request.jpeg_quality)
+        with stage_span("encode", [request], {JPEG_QUALITY: request.jpeg_quality}) as encode:
+            data = encode_jpeg(image, request.jpeg_quality)
+            encode.set_attribute(IMAGE_BYTES, len(data))
         encode_ms = _ms_since(start)
         timings = StageTimings(features_ms, inference_ms, composite_ms, encode_ms, len(requests))
         rendered.append(RenderedFrame(data, image.shape[1], image.shape[0], (x1, y1, x2, y2), timings))

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import TracerProvider
 
 from lipsync_protos import optimized_lipsyncsrv_pb2, optimized_lipsyncsrv_pb2_grpc
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
@@ -28,6 +29,7 @@ from lipsync_server.registry import ModelRegistry, ModelState, PackageLoader, lo
 from lipsync_server.seed_servicer import SeedServicer
 from lipsync_server.servicer import LipSyncServicer
 from lipsync_server.settings import Settings
+from lipsync_server.telemetry import server_interceptors, stage_tracer
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +50,21 @@ class Deps:
     load_package: PackageLoader
     engines: Mapping[str, Engine]
     demo_package: Callable[[Path], Path]
+    # Where the server's spans go; None: no tracing (see telemetry.tracer_provider).
+    tracer_provider: TracerProvider | None = None
 
 
-def default_deps() -> Deps:
+def default_deps(device: str = "auto") -> Deps:
     from lipsync_server.demo import ensure_demo_package
     from lipsync_server.engines.sprite import SpriteEngine
+    from lipsync_server.engines.unet328 import Unet328Engine
     from lipsync_server.packages.loader import load_package
 
     def load(path: Path, name: str | None) -> ModelPackage:
         return load_package(path, name=name)
 
-    return Deps(load_package=load, engines={"sprite": SpriteEngine()}, demo_package=ensure_demo_package)
+    engines: dict[str, Engine] = {"sprite": SpriteEngine(), "unet328": Unet328Engine(device)}
+    return Deps(load_package=load, engines=engines, demo_package=ensure_demo_package)
 
 
 class LipsyncServer:
@@ -70,7 +76,15 @@ class LipsyncServer:
         self._grpc = grpc_server
         self.metrics = ServerMetrics()
         self.registry = ModelRegistry()
-        self.runner = InferenceRunner(settings.workers, settings.max_queue)
+        self.runner = InferenceRunner(
+            settings.workers,
+            settings.max_queue,
+            stage_tracer(deps.tracer_provider),
+            max_batch=settings.max_batch,
+            batch_wait_ms=settings.batch_wait_ms,
+        )
+        # Read at scrape time: nothing to update per frame.
+        self.metrics.queued.set_function(lambda: self.runner.queued)
         self.core = ServerCore(
             settings, self.registry, self.runner, self.metrics, deps.load_package, deps.engines
         )
@@ -149,13 +163,15 @@ def check_bindable(host: str, port: int) -> None:
 
 def create_server(settings: Settings, deps: Deps | None = None) -> LipsyncServer:
     """A server bound to `settings.port` (0 picks a free one; see `.port`), not started yet."""
+    deps = deps or default_deps(settings.device)
     grpc_server = grpc.aio.server(
+        interceptors=server_interceptors(deps.tracer_provider),
         options=[
             # Without this a second server could bind the same port and steal half the traffic.
             ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
     address = f"{settings.host}:{settings.port}"
     check_bindable(settings.host, settings.port)
@@ -165,4 +181,4 @@ def create_server(settings: Settings, deps: Deps | None = None) -> LipsyncServer
         raise StartupError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
         raise StartupError(f"cannot listen on {address}: address in use or invalid")
-    return LipsyncServer(settings, deps or default_deps(), grpc_server, port)
+    return LipsyncServer(settings, deps, grpc_server, port)

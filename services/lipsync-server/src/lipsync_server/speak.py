@@ -3,25 +3,38 @@
 The template frame walks forward from `start_frame_id` and back at either end of the video (as the
 SyncTalk_2D reference does), so a long utterance never runs off the video. An INTERRUPT drops the audio
 not yet turned into frames; END (or the client half-closing) finishes the audio that was sent.
+
+An engine with a `speech_stream` (unet328: each frame hears 0.45 s of audio past its instant) gets the
+session's audio as one stream, and a frame leaves once the audio it hears has arrived; other engines
+(sprite) get each frame's own 1/fps of audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
 from lipsync_server.convert import error_response, infer_response
 from lipsync_server.core import SAMPLE_RATE, ServerCore
+from lipsync_server.engines.base import SpeechStream
 from lipsync_server.errors import InvalidArgumentError, LipsyncError
+from lipsync_server.mel import pcm16_to_float
+from lipsync_server.registry import ReadyModel
 from lipsync_server.render import AudioInput, RenderRequest
 
 # Audio a session may hold that has not become frames yet; a client sending faster is refused.
 MAX_BUFFERED_S = 30.0
+
+
+# What one frame is rendered from: its own chunk of PCM16 audio, or features from the stream.
+FrameSource = bytes | NDArray[np.float32]
 
 
 def template_walk(start: int, count: int) -> Callable[[], int]:
@@ -44,6 +57,7 @@ def template_walk(start: int, count: int) -> Callable[[], int]:
 @dataclass
 class SpeakSession:
     core: ServerCore
+    model: ReadyModel
     start_message: pb.SpeakStart
     template: RenderRequest
     samples_per_frame: int
@@ -52,6 +66,7 @@ class SpeakSession:
     ended: bool = False
     interrupted: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    stream: SpeechStream | None = None
 
     @classmethod
     def start(
@@ -76,6 +91,8 @@ class SpeakSession:
             template=template,
             samples_per_frame=round(rate / model.package.fps),
             next_template=template_walk(start.start_frame_id, model.package.frame_count),
+            model=model,
+            stream=model.engine.speech_stream(model.package),
         )
 
     async def _read(self, requests: AsyncIterator[pb.SpeakRequest]) -> None:
@@ -107,27 +124,42 @@ class SpeakSession:
         sequence = 0
         paced_from = time.monotonic()
         spoken_since_end = False
+        # Frames whose audio has arrived, in order; the stream (if any) is finished once it is drained.
+        ready: deque[FrameSource] = deque()
+        finished = False
         try:
             while True:
                 if self.interrupted:
                     self.interrupted = False
+                    ready.clear()
+                    if self.stream is not None:
+                        self.stream = self.model.engine.speech_stream(self.model.package)
+                    finished = False
                     if spoken_since_end:
                         # One closed-mouth frame (silence) ends the interrupted utterance.
                         yield await self._frame(sequence, bytes(frame_bytes), end=True)
                         sequence += 1
                         spoken_since_end = False
                     continue
-                if len(self.audio) >= frame_bytes or (self.ended and self.audio):
+                if not ready and (len(self.audio) >= frame_bytes or (self.ended and self.audio)):
                     chunk = bytes(self.audio[:frame_bytes]).ljust(frame_bytes, b"\0")
                     del self.audio[:frame_bytes]
-                    last = self.ended and not self.audio
+                    ready.extend(await self._sources(chunk))
+                    continue
+                if not ready and self.ended and not self.audio and self.stream is not None and not finished:
+                    finished = True
+                    ready.extend(await self.core.runner.call(self.stream.finish))
+                    continue
+                if ready:
+                    source = ready.popleft()
+                    last = self.ended and not self.audio and not ready and (self.stream is None or finished)
                     # Real-time pacing: frame n leaves no earlier than n/fps after the first.
                     delay = paced_from + sequence / fps - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                     else:
                         paced_from -= delay  # a late frame restarts the clock instead of bursting
-                    yield await self._frame(sequence, chunk, end=last)
+                    yield await self._frame(sequence, source, end=last)
                     sequence += 1
                     spoken_since_end = not last
                     continue
@@ -139,15 +171,27 @@ class SpeakSession:
         finally:
             reader.cancel()
 
-    async def _frame(self, sequence: int, chunk: bytes, *, end: bool) -> pb.SpeakResponse:
-        frame_id = self.next_template()
+    async def _sources(self, chunk: bytes) -> list[FrameSource]:
+        """The frames one chunk of audio completes: itself, or those of the stream that became ready."""
+        if self.stream is None:
+            return [chunk]
         pcm = np.frombuffer(chunk, dtype="<i2").astype(np.int16, copy=False)
-        audio = AudioInput(pcm, SAMPLE_RATE, len(pcm) // 2)
+        return list(await self.core.runner.call(self.stream.push, pcm16_to_float(pcm)))
+
+    async def _frame(self, sequence: int, source: FrameSource, *, end: bool) -> pb.SpeakResponse:
+        frame_id = self.next_template()
+        audio, features = None, None
+        if isinstance(source, bytes):
+            pcm = np.frombuffer(source, dtype="<i2").astype(np.int16, copy=False)
+            audio = AudioInput(pcm, SAMPLE_RATE, len(pcm) // 2)
+        else:
+            features = source
         request = RenderRequest(
             frame_id=frame_id,
             output_mode=self.template.output_mode,
             jpeg_quality=self.template.jpeg_quality,
             audio=audio,
+            features=features,
         )
         infer = pb.InferRequest(
             request_id=self.start_message.request_id,

@@ -23,10 +23,21 @@ class FrameJob:
     features: NDArray[np.float32] | None = None
 
 
+class SpeechStream(Protocol):
+    """Features of frames 0, 1, … of audio arriving in pieces (e.g. unet328's AveStream)."""
+
+    def push(self, wave: NDArray[np.float32]) -> list[NDArray[np.float32]]: ...
+
+    def finish(self) -> list[NDArray[np.float32]]: ...
+
+
 class Engine(Protocol):
     """Renders face regions. Called from a worker thread, never on the event loop."""
 
     name: str
+    # True when frames rendered together cost less than one by one (neural engines): the batcher then
+    # waits up to --batch-wait-ms to fill a batch.
+    batches_frames: bool
 
     def prepare(self, package: ModelPackage) -> ModelPackage:
         """Validate `package` for this engine and return it ready to run (e.g. with features computed
@@ -41,6 +52,11 @@ class Engine(Protocol):
         self, package: ModelPackage, pcm: NDArray[np.int16], sample_rate: int, center_sample: int
     ) -> NDArray[np.float32]:
         """Features for one frame whose instant is `center_sample` of `pcm` (mono)."""
+        ...
+
+    def speech_stream(self, package: ModelPackage) -> SpeechStream | None:
+        """A stream for `Speak` when a frame hears audio beyond its own 1/fps (unet328: 0.45 s ahead);
+        None when each frame's own audio is enough (sprite)."""
         ...
 
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:

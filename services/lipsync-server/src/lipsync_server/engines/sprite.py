@@ -206,6 +206,8 @@ class SpriteEngine:
     """Draws a mouth shaped by `[openness, roundness]` features into the face box of the base frame."""
 
     name = "sprite"
+    # Drawing costs the same per frame alone or together: never wait to fill a batch.
+    batches_frames = False
 
     def __init__(self) -> None:
         # Parsed styles of prepared packages; weak so an unloaded package is not kept alive.
@@ -255,6 +257,10 @@ class SpriteEngine:
     ) -> NDArray[np.float32]:
         """`[openness, roundness]` of the frame whose instant is `center_sample` of `pcm`."""
         return features_at(pcm, sample_rate, center_sample, package.fps)
+
+    def speech_stream(self, package: ModelPackage) -> None:
+        """Each frame's own 1/fps of audio shapes its mouth: no stream needed."""
+        return None
 
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
         """Each job's face box of its base frame (a copy) with the mouth of its features drawn in."""

@@ -48,6 +48,9 @@ ENGINE_VIDEOS = {
 CROP_RECTANGLES = "cache/crop_rectangles.json"
 LANDMARKS = "landmarks"
 CHECKPOINT = "checkpoint/model_best.onnx"
+# The layout names no audio encoder; this file beside the UNet (what `lipsync-server convert` writes) is used.
+AUDIO_ENCODER = "checkpoint/audio_encoder.onnx"
+UNET_ROLE, ENCODER_ROLE = "unet", "audio_encoder"
 AUDIO = "aud.wav"
 # Any of these marks a directory as a SyncTalk_2D package.
 MARKERS = (PACKAGE_INFO, FULL_BODY_VIDEO, FEATURES)
@@ -124,9 +127,9 @@ def load_synctalk(root: Path, *, name: str | None = None) -> ModelPackage:
     if not is_file(video_path):
         raise PackageError(video_path, "file is missing (the base frames of a SyncTalk_2D package)")
     model_files = {role: path for role, file in ENGINE_VIDEOS.items() if is_file(path := _inside(root, file))}
-    checkpoint = _inside(root, CHECKPOINT)
-    if is_file(checkpoint):
-        model_files["unet"] = checkpoint
+    for role, file in ((UNET_ROLE, CHECKPOINT), (ENCODER_ROLE, AUDIO_ENCODER)):
+        if is_file(path := _inside(root, file)):
+            model_files[role] = path
 
     pixels = decode_video(video_path)
     fps = info.fps or video_fps(video_path) or DEFAULT_FPS

@@ -1,0 +1,180 @@
+"""Micro-batching of concurrent frames: when batches leave, how large they get, and what never happens
+(blocking the loop, one bad frame failing the others, rendering frames nobody waits for)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+from doubles import PaintEngineDouble, tiny_package
+
+from lipsync_server.batching import BatchPolicy, MicroBatcher, policy_for
+from lipsync_server.engines.base import Engine
+from lipsync_server.engines.sprite import SpriteEngine
+from lipsync_server.engines.unet328 import Unet328Engine
+from lipsync_server.errors import InvalidArgumentError, OverloadedError
+from lipsync_server.inference import InferenceRunner
+from lipsync_server.packages.model import ModelPackage
+from lipsync_server.registry import ReadyModel
+from lipsync_server.render import RenderedFrame, RenderRequest, StageTimings
+
+BAD_FRAME = 13
+
+
+@dataclass
+class RecordingRender:
+    """Renders a batch in `seconds`, recording its frame ids; a batch holding BAD_FRAME fails."""
+
+    seconds: float = 0.0
+    batches: list[list[int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, engine: Engine, package: ModelPackage, requests: Sequence[RenderRequest]
+    ) -> list[RenderedFrame]:
+        ids = [request.frame_id for request in requests]
+        with self.lock:
+            self.batches.append(ids)
+        time.sleep(self.seconds)
+        if BAD_FRAME in ids:
+            raise InvalidArgumentError(f"frame {BAD_FRAME} is bad")
+        timings = StageTimings(0.0, 0.0, 0.0, 0.0, len(ids))
+        return [RenderedFrame(str(i).encode(), 0, 0, (0, 0, 0, 0), timings) for i in ids]
+
+
+@dataclass
+class NeuralEngineDouble(PaintEngineDouble):
+    batches_frames: bool = True
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+def model(engine: Engine | None = None) -> ReadyModel:
+    return ReadyModel(tiny_package(frames=20), engine or NeuralEngineDouble())
+
+
+def batcher(
+    executor: ThreadPoolExecutor, render: RecordingRender, max_batch: int, wait_s: float, running: int = 2
+) -> MicroBatcher:
+    return MicroBatcher(executor, render, lambda engine: policy_for(engine, max_batch, wait_s, running))
+
+
+async def frame(batcher: MicroBatcher, ready: ReadyModel, frame_id: int) -> int:
+    (rendered,) = await batcher.submit(ready, [RenderRequest(frame_id)])
+    return int(rendered.image)
+
+
+def test_engines_that_batch_wait_for_company_and_others_never_wait() -> None:
+    assert policy_for(NeuralEngineDouble(), 8, 0.002, 4) == BatchPolicy(8, 0.002, 2)
+    assert policy_for(PaintEngineDouble(), 8, 0.002, 4) == BatchPolicy(8, 0.0, 4)
+    assert policy_for(Unet328Engine("cpu"), 8, 0.002, 1) == BatchPolicy(8, 0.002, 1)
+    assert policy_for(SpriteEngine(), 8, 0.002, 4) == BatchPolicy(8, 0.0, 4)
+    with pytest.raises(ValueError, match="invalid batch policy"):
+        BatchPolicy(0, 0.0, 1)
+
+
+async def test_concurrent_frames_within_the_wait_leave_as_one_batch(executor: ThreadPoolExecutor) -> None:
+    render = RecordingRender()
+    micro = batcher(executor, render, max_batch=8, wait_s=0.2)
+    ready = model()
+    results = await asyncio.gather(*(frame(micro, ready, i) for i in range(5)))
+    assert results == [0, 1, 2, 3, 4], "each caller gets its own frame"
+    assert render.batches == [[0, 1, 2, 3, 4]]
+
+
+async def test_a_full_batch_leaves_without_waiting(executor: ThreadPoolExecutor) -> None:
+    render = RecordingRender()
+    micro = batcher(executor, render, max_batch=4, wait_s=30.0)
+    ready = model()
+    started = time.monotonic()
+    results = await asyncio.gather(*(frame(micro, ready, i) for i in range(8)))
+    assert time.monotonic() - started < 10.0, "two full batches need no timer"
+    assert results == list(range(8))
+    assert sorted(render.batches) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+async def test_a_lone_frame_waits_at_most_the_batch_wait(executor: ThreadPoolExecutor) -> None:
+    render = RecordingRender()
+    micro = batcher(executor, render, max_batch=8, wait_s=0.05)
+    started = time.monotonic()
+    assert await frame(micro, model(), 3) == 3
+    assert 0.05 <= time.monotonic() - started < 2.0
+
+
+async def test_an_engine_that_does_not_batch_takes_what_queued_while_the_workers_were_busy(
+    executor: ThreadPoolExecutor,
+) -> None:
+    render = RecordingRender(seconds=0.2)
+    micro = batcher(executor, render, max_batch=8, wait_s=30.0, running=1)
+    ready = model(PaintEngineDouble())
+    results = await asyncio.gather(*(frame(micro, ready, i) for i in range(10)))
+    assert results == list(range(10))
+    assert render.batches == [[0], [1, 2, 3, 4, 5, 6, 7, 8], [9]], "no waiting, no batch above the cap"
+
+
+async def test_one_bad_frame_fails_alone_and_the_rest_of_its_batch_succeeds(
+    executor: ThreadPoolExecutor,
+) -> None:
+    render = RecordingRender()
+    micro = batcher(executor, render, max_batch=8, wait_s=0.2)
+    ready = model()
+    results = await asyncio.gather(
+        *(frame(micro, ready, i) for i in (11, 12, BAD_FRAME, 14)), return_exceptions=True
+    )
+    assert results[:2] == [11, 12]
+    assert results[3] == 14
+    assert isinstance(results[2], InvalidArgumentError)
+    assert render.batches[0] == [11, 12, BAD_FRAME, 14]
+    assert sorted(render.batches[1:]) == [[11], [12], [BAD_FRAME], [14]]
+
+
+async def test_a_cancelled_caller_is_withdrawn_before_its_frame_renders(executor: ThreadPoolExecutor) -> None:
+    render = RecordingRender()
+    micro = batcher(executor, render, max_batch=8, wait_s=0.3)
+    ready = model()
+    waiting = asyncio.create_task(frame(micro, ready, 1))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    assert await frame(micro, ready, 2) == 2
+    assert render.batches == [[2]]
+
+
+async def test_rendering_never_blocks_the_event_loop(executor: ThreadPoolExecutor) -> None:
+    render = RecordingRender(seconds=0.3)
+    micro = batcher(executor, render, max_batch=8, wait_s=0.0)
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.gather(*(frame(micro, model(), i) for i in range(4)))
+    beat.cancel()
+    assert ticks >= 10, "the loop kept running while frames rendered"
+
+
+async def test_frames_beyond_the_queue_bound_are_refused_as_overload() -> None:
+    runner = InferenceRunner(1, 3, max_batch=8, batch_wait_ms=100.0)
+    ready = ReadyModel(tiny_package(), NeuralEngineDouble())
+    try:
+        results = await asyncio.gather(
+            *(runner.render(ready, [RenderRequest(i % 4)]) for i in range(5)), return_exceptions=True
+        )
+    finally:
+        runner.shutdown()
+    assert [type(r).__name__ for r in results].count("OverloadedError") == 2
+    frames = [r for r in results if not isinstance(r, OverloadedError)]
+    assert [f[0].timings.batch_size for f in frames] == [3, 3, 3], "the accepted frames ran as one batch"
