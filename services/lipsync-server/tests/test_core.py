@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from doubles import PaintEngineDouble
+from doubles import PaintEngineDouble, tiny_package
 
 from lipsync_server.core import ServerCore, audio_input
-from lipsync_server.errors import InvalidArgumentError, PermissionDeniedError
+from lipsync_server.errors import FailedPreconditionError, InvalidArgumentError, PermissionDeniedError
 from lipsync_server.inference import InferenceRunner
 from lipsync_server.metrics import ServerMetrics
-from lipsync_server.registry import ModelRegistry
+from lipsync_server.registry import ModelEntry, ModelRegistry, ModelState
 from lipsync_server.settings import Settings
 from lipsync_server.speak import template_walk
 
@@ -61,3 +61,10 @@ def test_the_template_walks_forward_then_back_at_the_ends() -> None:
     assert [walk() for _ in range(9)] == [2, 3, 2, 1, 0, 1, 2, 3, 2]
     single = template_walk(0, 1)
     assert [single() for _ in range(3)] == [0, 0, 0]
+
+
+async def test_audio_of_a_package_without_audio_is_a_failed_precondition() -> None:
+    core = core_with(Settings())
+    core.registry.set(ModelEntry("tiny", ModelState.READY, Path("t"), tiny_package(), PaintEngineDouble()))
+    with pytest.raises(FailedPreconditionError, match="no audio"):
+        await core.audio("tiny")

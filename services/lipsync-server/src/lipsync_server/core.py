@@ -6,8 +6,10 @@ The servicers only translate between protobuf messages and these calls.
 from __future__ import annotations
 
 import functools
+import io
 import threading
 import time
+import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,6 +18,7 @@ import numpy as np
 
 from lipsync_server.engines.base import Engine
 from lipsync_server.errors import (
+    FailedPreconditionError,
     FrameOutOfRangeError,
     InvalidArgumentError,
     PermissionDeniedError,
@@ -99,6 +102,16 @@ class ServerCore:
         pixels = model.package.frames.frame(frame_id)
         data = await self.runner.call(encode_jpeg, pixels, self.quality(quality))
         return data, model.package.width, model.package.height
+
+    async def audio(self, name: str) -> tuple[bytes, int, float]:
+        """The package's WAV file as stored, with its sample rate and duration."""
+        package = self.model(name).package
+        if package.audio_path is None:
+            raise FailedPreconditionError(f"model {name!r} has no audio track")
+        data = await self.runner.call(package.audio_path.read_bytes)
+        with wave.open(io.BytesIO(data)) as reader:
+            rate, frames = reader.getframerate(), reader.getnframes()
+        return data, rate, frames / rate
 
     def models_root(self) -> Path:
         if not self.settings.admin:

@@ -47,6 +47,10 @@ class OverloadedError(LipsyncError):
     """Too much work queued; the caller should back off."""
 
 
+class FailedPreconditionError(LipsyncError):
+    """The request is valid but the model cannot answer it (e.g. audio of a package that has none)."""
+
+
 class PermissionDeniedError(LipsyncError):
     """An admin call that is disabled, or a path outside the models root."""
 

@@ -94,6 +94,15 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
                 height=height,
             )
 
+    async def GetModelAudio(
+        self, request: pb.GetModelAudioRequest, context: Context
+    ) -> pb.GetModelAudioResponse:
+        async with self._rpc("GetModelAudio", context):
+            wav, rate, duration = await self._core.audio(request.model_name)
+            return pb.GetModelAudioResponse(
+                model_name=request.model_name, wav=wav, sample_rate=rate, duration_s=duration
+            )
+
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
         async with self._rpc("Infer", context):
             return await self._render_one(request)

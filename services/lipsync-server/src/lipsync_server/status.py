@@ -14,6 +14,7 @@ _CODES: tuple[tuple[type[errors.LipsyncError], grpc.StatusCode], ...] = (
     (errors.ModelUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.PackageError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 

@@ -198,3 +198,14 @@ def test_load_model_is_refused_without_a_models_root(stub: lipsync_pb2_grpc.LipS
     with pytest.raises(grpc.RpcError) as caught:
         stub.LoadModel(pb.LoadModelRequest(path="demo"))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_get_model_audio_returns_the_package_wav(stub: lipsync_pb2_grpc.LipSyncStub) -> None:
+    reply = stub.GetModelAudio(pb.GetModelAudioRequest(model_name="demo"), timeout=10 * TIME_UNIT)
+    assert reply.wav[:4] == b"RIFF"
+    assert reply.wav[8:12] == b"WAVE"
+    assert reply.sample_rate == SAMPLE_RATE
+    assert reply.duration_s == pytest.approx(12.0, abs=0.1)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetModelAudio(pb.GetModelAudioRequest(model_name="nope"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -143,6 +143,24 @@ class GetVideoFrameResponse(_message.Message):
     height: int
     def __init__(self, model_name: _Optional[str] = ..., frame_id: _Optional[int] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
+class GetModelAudioRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class GetModelAudioResponse(_message.Message):
+    __slots__ = ("model_name", "wav", "sample_rate", "duration_s")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    WAV_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    wav: bytes
+    sample_rate: int
+    duration_s: float
+    def __init__(self, model_name: _Optional[str] = ..., wav: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
 class InferRequest(_message.Message):
     __slots__ = ("request_id", "model_name", "frame_id", "output_mode", "audio", "jpeg_quality")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,11 @@ class LipSyncStub:
                 request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameRequest.SerializeToString,
                 response_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameResponse.FromString,
                 _registered_method=True)
+        self.GetModelAudio = channel.unary_unary(
+                '/lipsync.v1.LipSync/GetModelAudio',
+                request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.SerializeToString,
+                response_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.FromString,
+                _registered_method=True)
         self.Infer = channel.unary_unary(
                 '/lipsync.v1.LipSync/Infer',
                 request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.InferRequest.SerializeToString,
@@ -100,6 +105,13 @@ class LipSyncServicer:
 
     def GetVideoFrame(self, request, context):
         """The unmodified base frame of a model, as JPEG.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelAudio(self, request, context):
+        """The package's own audio track (what its frames are lip-synced to), as a WAV file.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +176,11 @@ def add_LipSyncServicer_to_server(servicer, server):
                     servicer.GetVideoFrame,
                     request_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameRequest.FromString,
                     response_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameResponse.SerializeToString,
+            ),
+            'GetModelAudio': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelAudio,
+                    request_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.FromString,
+                    response_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.SerializeToString,
             ),
             'Infer': grpc.unary_unary_rpc_method_handler(
                     servicer.Infer,
@@ -277,6 +294,33 @@ class LipSync:
             '/lipsync.v1.LipSync/GetVideoFrame',
             lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameRequest.SerializeToString,
             lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetVideoFrameResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelAudio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lipsync.v1.LipSync/GetModelAudio',
+            lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.SerializeToString,
+            lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.FromString,
             options,
             channel_credentials,
             insecure,

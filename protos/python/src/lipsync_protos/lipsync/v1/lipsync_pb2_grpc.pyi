@@ -40,6 +40,8 @@ class LipSyncStub:
     """One model's metadata: frame count, fps, frame size, videos."""
     GetVideoFrame: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.GetVideoFrameRequest, _lipsync_pb2.GetVideoFrameResponse]
     """The unmodified base frame of a model, as JPEG."""
+    GetModelAudio: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.GetModelAudioRequest, _lipsync_pb2.GetModelAudioResponse]
+    """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
     Infer: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.InferRequest, _lipsync_pb2.InferResponse]
     """One lip-synced frame."""
     InferBatch: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.InferBatchRequest, _lipsync_pb2.InferBatchResponse]
@@ -62,6 +64,8 @@ class LipSyncAsyncStub(LipSyncStub):
     """One model's metadata: frame count, fps, frame size, videos."""
     GetVideoFrame: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.GetVideoFrameRequest, _lipsync_pb2.GetVideoFrameResponse]  # type: ignore[assignment]
     """The unmodified base frame of a model, as JPEG."""
+    GetModelAudio: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.GetModelAudioRequest, _lipsync_pb2.GetModelAudioResponse]  # type: ignore[assignment]
+    """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
     Infer: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.InferRequest, _lipsync_pb2.InferResponse]  # type: ignore[assignment]
     """One lip-synced frame."""
     InferBatch: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.InferBatchRequest, _lipsync_pb2.InferBatchResponse]  # type: ignore[assignment]
@@ -99,6 +103,14 @@ class LipSyncServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lipsync_pb2.GetVideoFrameResponse, _abc.Awaitable[_lipsync_pb2.GetVideoFrameResponse]]:
         """The unmodified base frame of a model, as JPEG."""
+
+    @_abc_1.abstractmethod
+    def GetModelAudio(
+        self,
+        request: _lipsync_pb2.GetModelAudioRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lipsync_pb2.GetModelAudioResponse, _abc.Awaitable[_lipsync_pb2.GetModelAudioResponse]]:
+        """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
 
     @_abc_1.abstractmethod
     def Infer(
