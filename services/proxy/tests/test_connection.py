@@ -288,14 +288,14 @@ async def test_a_cancelled_v2_session_ends_at_once_and_its_stream_with_it(
     async with connect(proxy.ws_url, subprotocols=[v2.SUBPROTOCOL]) as ws:
         await ws.send(v2.encode_client(v2.SessionStart(40, "demo", credits=0)))
         await ws.send(v2.encode_client(v2.SessionAudio(40, speech(3))))
-        deadline = time.monotonic() + 2 * TIME_UNIT
+        deadline = time.monotonic() + 10 * TIME_UNIT
         while (await double_stats(double.address))["active"].get("Speak", 0) == 0:
             assert time.monotonic() < deadline, "the Speak stream did not start"
             await asyncio.sleep(0.01)
         await ws.send(v2.encode_client(v2.Cancel(40)))
         end = await recv_v2(ws)
     assert end == v2.SessionEnd(40, "CANCELLED", "cancelled by the client")
-    deadline = time.monotonic() + 2 * TIME_UNIT
+    deadline = time.monotonic() + 10 * TIME_UNIT
     while (await double_stats(double.address))["cancelled"].get("Speak", 0) == before:
         assert time.monotonic() < deadline, "the Speak stream was not cancelled"
         await asyncio.sleep(0.01)
