@@ -55,9 +55,15 @@ def proxy(double: DoubleProcess, logs_dir: Path, static_dir: Path) -> Iterator[P
 
 
 @pytest.fixture(scope="session")
-def real_server(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the real servers generate the demo avatar: once per test session."""
+    return tmp_path_factory.mktemp("lipsync-cache")
+
+
+@pytest.fixture(scope="session")
+def real_server(logs_dir: Path, demo_cache: Path) -> Iterator[ServerProcess]:
     """The real lipsync-server with its demo avatar (1280x720)."""
-    process = ServerProcess(logs_dir, cache_dir=tmp_path_factory.mktemp("lipsync-cache"))
+    process = ServerProcess(logs_dir, cache_dir=demo_cache)
     process.start().wait_ready(120 * TIME_UNIT)
     try:
         yield process

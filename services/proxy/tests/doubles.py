@@ -209,6 +209,10 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
             # The requests ended without ACTION_END: a client cancelling the call looks like this here
             # (context.cancelled() is not yet true when the request iterator stops).
             self.cancelled["Speak"] += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            # Or so, when the cancellation finds the handler sending a frame the client does not read.
+            self.cancelled["Speak"] += 1
+            raise
         finally:
             self.active["Speak"] -= 1
 

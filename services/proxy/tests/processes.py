@@ -2,6 +2,7 @@
 
 `ProxyProcess` runs `lipsync-proxy`, `DoubleProcess` the fake backend of `doubles.py`, `ServerProcess`
 the real `lipsync-server`. Each waits until it is ready, and stops with SIGTERM (SIGKILL if asked).
+None of them sees the `OTEL_*` variables of the test run: a process traces only when its `env` says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,8 @@ class Process(abc.ABC):
     log_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Variables added to the test run's environment, less its OTEL_* ones.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @abc.abstractmethod
     def command(self) -> list[str]:
@@ -97,7 +100,10 @@ class Process(abc.ABC):
 
     def start(self) -> Process:
         log = (self.log_dir / f"{type(self).__name__}-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env | dict(self.env)
+        )
         log.close()
         return self
 

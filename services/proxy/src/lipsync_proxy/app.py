@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
@@ -24,9 +25,12 @@ from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
 from lipsync_proxy.state import ProxyState
 from lipsync_proxy.targets import TargetError, backends, channel_target, parse_grpc_addr
+from lipsync_proxy.tracing_interceptor import client_interceptors
 
 logger = logging.getLogger(__name__)
 
+#: The instrumentation scope of the request and session spans.
+INSTRUMENTATION_NAME = "lipsync_proxy"
 #: How long a closing handshake may take before the TCP connection is dropped.
 CLOSE_TIMEOUT_S = 5.0
 #: Messages websockets buffers for a connection the handler is not reading (it reads only with a
@@ -52,6 +56,8 @@ class Dependencies:
     """What the app takes from its environment; tests replace them."""
 
     resolve: Resolver = resolve_host
+    #: Where the request and session spans go; None: no tracing (see telemetry.tracer_provider).
+    tracer_provider: TracerProvider | None = None
 
 
 class ProxyApp:
@@ -99,9 +105,13 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     resolved = {name: await deps.resolve(name) for name in addr.names}
     target = channel_target(addr, resolved)
     metrics = Metrics()
-    backend = BackendClient(target, settings.timeout_s, settings.session_timeout_s, metrics)
-    monitor = BackendMonitor(backends(addr, resolved), backend.list_models, metrics)
-    state = ProxyState(settings, backend, metrics)
+    provider = deps.tracer_provider
+    backend = BackendClient(
+        target, settings.timeout_s, settings.session_timeout_s, metrics, client_interceptors(provider)
+    )
+    monitor = BackendMonitor(backends(addr, resolved), lambda: backend.list_models(probe=True), metrics)
+    tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
+    state = ProxyState(settings, backend, metrics, tracer)
     metrics.inflight.set_function(lambda: state.inflight)
     metrics.sessions.set_function(lambda: state.sessions)
     connections: set[ConnectionHandler] = set()

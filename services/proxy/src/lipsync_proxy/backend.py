@@ -7,13 +7,16 @@ back gets calls again, without restarting the proxy. The idempotent unary method
 UNAVAILABLE (a backend that died under a call), within the call's deadline.
 
 Every call has a deadline (`--timeout`; a speaking session `--session-timeout`). A failed call raises
-:class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call.
+:class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call. While tracing
+is on, the channel's interceptors give the calls made inside a request's span a client span
+(`lipsync_proxy.tracing_interceptor`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +79,12 @@ def channel_options(balanced: bool) -> list[tuple[str, Any]]:
     return options
 
 
+def untraced() -> Metadata:
+    """Metadata asking the server not to trace a call: a W3C `traceparent` of a fresh trace whose
+    sampled flag is off, which a server sampling by its parent (the OpenTelemetry default) follows."""
+    return (("traceparent", f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"),)
+
+
 def _failed(error: grpc.aio.AioRpcError) -> BackendError:
     """The BackendError of a failed call, its details logged: a server failure at WARNING, the rest
     (the client's mistakes, an unreachable backend the health monitor reports anyway) at DEBUG."""
@@ -88,11 +97,20 @@ def _failed(error: grpc.aio.AioRpcError) -> BackendError:
 class BackendClient:
     """Calls to the backends behind one channel target (see `lipsync_proxy.targets`)."""
 
-    def __init__(self, target: str, timeout_s: float, session_timeout_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float,
+        session_timeout_s: float,
+        metrics: Metrics,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.session_timeout_s = session_timeout_s
-        self.channel = grpc.aio.insecure_channel(target, options=channel_options(balanced=True))
+        self.channel = grpc.aio.insecure_channel(
+            target, options=channel_options(balanced=True), interceptors=list(interceptors)
+        )
         self._stub = lipsync_pb2_grpc.LipSyncStub(self.channel)
         # Bytes in, bytes out: the v1 path builds and slices the messages itself (see wire.py).
         self._infer_raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
@@ -139,11 +157,16 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return reply
 
-    async def list_models(self) -> list[lipsync_pb2.ModelInfo]:
-        """The models of one backend (round_robin picks which); raises BackendError."""
+    async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
+        """The models of one backend (round_robin picks which); raises BackendError. A `probe` (the
+        health monitor's periodic refresh) asks the server not to trace it."""
         with self._latency["ListModels"].time():
             try:
-                reply = await self._stub.ListModels(lipsync_pb2.ListModelsRequest(), timeout=self.timeout_s)
+                reply = await self._stub.ListModels(
+                    lipsync_pb2.ListModelsRequest(),
+                    timeout=self.timeout_s,
+                    metadata=untraced() if probe else None,
+                )
             except grpc.aio.AioRpcError as exc:
                 raise _failed(exc) from None
         return list(reply.models)

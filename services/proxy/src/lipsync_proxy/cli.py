@@ -1,4 +1,4 @@
-"""`lipsync-proxy`: settings, logging, uvloop and signals around `create_app`.
+"""`lipsync-proxy`: settings, logging, tracing, uvloop and signals around `create_app`.
 
 Exit status: 0 after a SIGTERM/SIGINT shutdown; 2 when the proxy cannot start (invalid settings, port
 in use, an unresolvable backend), with one line on stderr saying why.
@@ -7,19 +7,24 @@ in use, an unresolvable backend), with one line on stderr saying why.
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import signal
 import sys
 from collections.abc import Sequence
 
 import uvloop
+from opentelemetry.trace import TracerProvider
 
 from lipsync_proxy import logs
-from lipsync_proxy.app import create_app
+from lipsync_proxy.app import Dependencies, create_app
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.settings import Settings, SettingsError, settings_from_args
+from lipsync_proxy.telemetry import tracer_provider
 
 EXIT_STARTUP = 2
+
+logger = logging.getLogger(__name__)
 
 
 def _fail(message: str) -> int:
@@ -27,16 +32,17 @@ def _fail(message: str) -> int:
     return EXIT_STARTUP
 
 
-async def serve(settings: Settings) -> int:
-    """Run the proxy until SIGTERM or SIGINT; the process's exit status."""
+async def serve(settings: Settings, provider: TracerProvider | None = None) -> int:
+    """Run the proxy until SIGTERM or SIGINT, its spans going to `provider`; the process's exit status."""
     try:
-        app = await create_app(settings)
+        app = await create_app(settings, Dependencies(tracer_provider=provider))
     except StartupError as exc:
         return _fail(str(exc))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    logger.info("tracing: %s", settings.tracing.summary)
     await stop.wait()
     await app.shutdown()
     return 0
@@ -58,4 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_fail(str(exc)))
     logs.configure(settings.log_level, settings.log_format)
     raise_open_files_limit()
-    sys.exit(uvloop.run(serve(settings)))
+    provider = tracer_provider(settings.tracing)
+    try:
+        status = uvloop.run(serve(settings, provider))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports what is left, within the export timeout
+    sys.exit(status)

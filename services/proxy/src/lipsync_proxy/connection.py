@@ -307,6 +307,7 @@ class ConnectionHandler:
         finally:
             state.sessions -= 1
             state.metrics.latency.labels("v2_session").observe(time.perf_counter() - started)
+            state.metrics.count_session(session.frames_requested, session.frames_delivered)
             if self._sessions.get(session.id, (None,))[0] is session:
                 del self._sessions[session.id]
 

@@ -1,34 +1,61 @@
-"""Logging set up once by the entry point: human-readable text or one JSON object per line."""
+"""Logging set up once by the entry point: human-readable text or one JSON object per line.
+
+A JSON line has the keys and formats of the lipsync-server's (docs/observability.md, "Logs"): `time`
+(UTC, to the millisecond, with `Z`), `level` (lower case), `logger`, `message`, `trace_id` and
+`span_id` of the span current where the record was made (inside a traced request), `exception`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
+
+from opentelemetry import trace
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, and the exception when there is one."""
+    """One JSON object per record; `trace_id`/`span_id` appear when a record carries them."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in ("trace_id", "span_id"):
+            value = getattr(record, key, None)
+            if value:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TraceContextFilter(logging.Filter):
+    """Adds the current span's `trace_id` and `span_id` (lowercase hex, as in `traceparent`) to a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        return True
+
+
 def configure(level: str, log_format: str) -> None:
     """Send the root logger's records to stderr at `level` in `log_format` (text or json)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(TraceContextFilter())
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -3,6 +3,9 @@
 Every function here answers one request and never raises for a failed call: a malformed request, a
 gRPC error or the global cap becomes the protocol's error reply. Replies are what the WebSocket sends:
 `str` for a text message, bytes-like for a binary one.
+
+While tracing is on, each decoded request (but a ping) is answered inside its span
+(`lipsync_proxy.spans`), and its gRPC call, made there, gets the client span as a child.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ import logging
 import struct
 import time
 
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+
 from lipsync_protos.lipsync.v1 import lipsync_pb2
+from lipsync_proxy import spans
 from lipsync_proxy.errors import OverloadedError, ProxyError
 from lipsync_proxy.metrics import V1_FRAME
 from lipsync_proxy.protocol import json_messages, v1, v2
@@ -45,6 +52,8 @@ def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
     metrics = state.metrics
     metrics.requests.labels(kind, code).inc()
     metrics.latency.labels(kind).observe(time.perf_counter() - started)
+    if code != OK and state.tracer is not None:
+        spans.set_code(trace.get_current_span(), code)
 
 
 def overloaded_error(state: ProxyState) -> ProxyError:
@@ -59,6 +68,14 @@ async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
     except ProtocolError as exc:
         _count(state, V1_FRAME, exc.code, started)
         return json_messages.error_reply(exc.code, exc.message)
+    reply = _v1_infer(state, request, started)
+    if state.tracer is None:
+        return await reply
+    attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, OutputMode.FULL_FRAME)
+    return await spans.traced(state.tracer, V1_FRAME, started, None, attributes, reply)
+
+
+async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float) -> Reply:
     if state.overloaded:
         error = overloaded_error(state)
         _count(state, V1_FRAME, error.code, started)
@@ -81,9 +98,11 @@ async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
     return image
 
 
-def _traceparent(traceparent: str | None) -> list[tuple[str, str]] | None:
-    # W3C trace context travels to the server as gRPC metadata, so its spans join the client's trace.
-    return None if traceparent is None else [("traceparent", traceparent)]
+def _traceparent(state: ProxyState, traceparent: str | None) -> list[tuple[str, str]] | None:
+    """The client's W3C trace context as gRPC metadata, so that the server's spans join its trace.
+    While tracing is on the client interceptor sends the proxy's client span instead, a descendant of
+    the client's span."""
+    return None if traceparent is None or state.tracer is not None else [("traceparent", traceparent)]
 
 
 async def json_message(state: ProxyState, text: str | bytes, started: float) -> str:
@@ -95,15 +114,43 @@ async def json_message(state: ProxyState, text: str | bytes, started: float) -> 
         return json_messages.error_reply(exc.code, exc.message, id=exc.request_id)
     match request:
         case json_messages.PingRequest():
+            # Answered by the proxy itself: nothing to trace.
             _count(state, "ping", OK, started)
             return json_messages.pong(request.id)
         case json_messages.InferenceRequest():
-            return await _inference(state, request, started)
-    kind = {
-        json_messages.ListModelsRequest: "list_models",
-        json_messages.GetMetadataRequest: "get_metadata",
-        json_messages.GetVideoFrameRequest: "get_video_frame",
-    }[type(request)]
+            kind, reply = "inference", _inference(state, request, started)
+        case _:
+            kind = _LOOKUP_KINDS[type(request)]
+            reply = _lookup_reply(state, request, kind, started)
+    if state.tracer is None:
+        return await reply
+    traceparent = request.traceparent if isinstance(request, json_messages.InferenceRequest) else None
+    return await spans.traced(state.tracer, kind, started, traceparent, _json_attributes(request), reply)
+
+
+def _json_attributes(request: json_messages.JsonRequest) -> dict[str, AttributeValue]:
+    """The span attributes of a JSON request: what it names of model, frame and output mode."""
+    if isinstance(request, json_messages.InferenceRequest):
+        return spans.frame_attributes("json", request.model_name, request.frame_id, request.output_mode)
+    attributes: dict[str, AttributeValue] = {spans.PROTOCOL: "json"}
+    if isinstance(request, json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest):
+        attributes[spans.MODEL] = request.model_name
+    if isinstance(request, json_messages.GetVideoFrameRequest):
+        attributes[spans.FRAME_ID] = request.frame_id
+    return attributes
+
+
+LookupRequest = (
+    json_messages.ListModelsRequest | json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest
+)
+_LOOKUP_KINDS = {
+    json_messages.ListModelsRequest: "list_models",
+    json_messages.GetMetadataRequest: "get_metadata",
+    json_messages.GetVideoFrameRequest: "get_video_frame",
+}
+
+
+async def _lookup_reply(state: ProxyState, request: LookupRequest, kind: str, started: float) -> str:
     try:
         if state.overloaded:
             raise overloaded_error(state)
@@ -119,12 +166,7 @@ async def json_message(state: ProxyState, text: str | bytes, started: float) -> 
     return reply
 
 
-async def _lookup(
-    state: ProxyState,
-    request: json_messages.ListModelsRequest
-    | json_messages.GetMetadataRequest
-    | json_messages.GetVideoFrameRequest,
-) -> str:
+async def _lookup(state: ProxyState, request: LookupRequest) -> str:
     backend = state.backend
     match request:
         case json_messages.ListModelsRequest():
@@ -212,7 +254,7 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
                 frame_id=request.frame_id,
                 output_mode=proto_mode(request.output_mode),
             ),
-            metadata=_traceparent(request.traceparent),
+            metadata=_traceparent(state, request.traceparent),
         )
     except ProxyError as exc:
         _count(state, "inference", exc.code, started)
@@ -255,11 +297,20 @@ def infer_request(request: v2.InferRequest) -> lipsync_pb2.InferRequest:
 
 async def v2_infer(state: ProxyState, request: v2.InferRequest, started: float) -> bytes:
     """A v2 INFER: its FRAME, or an ERROR with the same request id."""
+    reply = _v2_infer(state, request, started)
+    if state.tracer is None:
+        return await reply
+    attributes = spans.frame_attributes("v2", request.model_name, request.frame_id, request.output_mode)
+    return await spans.traced(state.tracer, V2_INFER, started, request.traceparent, attributes, reply)
+
+
+async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float) -> bytes:
     try:
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        reply = await state.backend.infer(infer_request(request), metadata=_traceparent(request.traceparent))
+        metadata = _traceparent(state, request.traceparent)
+        reply = await state.backend.infer(infer_request(request), metadata=metadata)
     except ProxyError as exc:
         _count(state, V2_INFER, exc.code, started)
         return v2.encode_error(request.request_id, exc.code, exc.message)

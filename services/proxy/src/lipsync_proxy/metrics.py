@@ -27,10 +27,13 @@ LATENCY_BUCKETS = (
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The `type` label of a v1 binary frame request (JSON requests use their "type").
 V1_FRAME = "v1_frame"
+#: Per session, the share of the frames asked for that were delivered.
+DELIVERY_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 class Metrics:
-    """Connections, requests by type and result code, latencies, work in flight, backend health."""
+    """Connections, requests by type and result code, latencies, work in flight, session frames,
+    backend health."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -64,6 +67,22 @@ class Metrics:
         # Read from the app's own counters at scrape time: nothing to update per request.
         self.inflight = Gauge("lipsync_proxy_inflight_requests", "Requests being worked on", registry=r)
         self.sessions = Gauge("lipsync_proxy_sessions", "Open v2 streaming sessions", registry=r)
+        self.session_frames_requested = Counter(
+            "lipsync_proxy_session_frames_requested",
+            "Frames the audio of v2 sessions asked for: each frame the backend streamed, or its error",
+            registry=r,
+        )
+        self.session_frames_delivered = Counter(
+            "lipsync_proxy_session_frames_delivered",
+            "Frames of v2 sessions delivered to the client (SESSION_FRAME)",
+            registry=r,
+        )
+        self.session_delivered_ratio = Histogram(
+            "lipsync_proxy_session_delivered_ratio",
+            "Per v2 session that asked for frames: frames delivered / frames asked for",
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
         self.backend_serving = Gauge(
             "lipsync_proxy_backend_serving",
             "1 when the backend's grpc.health.v1 status is SERVING, else 0",
@@ -74,6 +93,13 @@ class Metrics:
         # The v1 frame path's children, looked up once: labels() takes a lock and a dict lookup per call.
         self.v1_frames_ok = self.requests.labels(V1_FRAME, "OK")
         self.v1_frame_latency = self.latency.labels(V1_FRAME)
+
+    def count_session(self, requested: int, delivered: int) -> None:
+        """Count the frames of a session that has ended."""
+        self.session_frames_requested.inc(requested)
+        self.session_frames_delivered.inc(delivered)
+        if requested:
+            self.session_delivered_ratio.observe(delivered / requested)
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

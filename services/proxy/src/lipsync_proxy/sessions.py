@@ -7,17 +7,23 @@ proxy does not read the gRPC stream, so gRPC's flow control holds the server bac
 in the proxy. Audio the stream has not taken yet is bounded too: past `MAX_QUEUED_AUDIO_BYTES` the
 proxy stops reading the connection until the stream catches up.
 Every session ends with exactly one SESSION_END.
+
+A session counts the frames its audio asked for (each frame the backend streamed, or that frame's
+error) and those it delivered; while tracing is on it runs inside its own span, the parent of the
+`Speak` call's client span.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
+from lipsync_proxy import spans
 from lipsync_proxy.errors import BackendError, ProxyError, status_of_number, wire_code
 from lipsync_proxy.mapping import bounds_of, output_mode, proto_mode, timings_of
 from lipsync_proxy.protocol import v2
@@ -50,6 +56,10 @@ class SpeakSession:
         self.credits = start.credits
         #: Set once SESSION_END is being sent: a CANCEL that arrives later has nothing to cancel.
         self.ended = False
+        #: Frames the backend streamed (images or per-frame errors) and images sent to the client.
+        self.frames_requested = 0
+        self.frames_delivered = 0
+        self.sent_bytes = 0
         self._state = state
         self._send = send
         self._credit = asyncio.Event()
@@ -103,7 +113,30 @@ class SpeakSession:
         """Serve the session until its stream ends; sends its frames and its one SESSION_END, and
         returns the status that ended it ("OK" or a gRPC status name)."""
         start = self.start
-        metadata = None if start.traceparent is None else [("traceparent", start.traceparent)]
+        tracer = self._state.tracer
+        if tracer is None:
+            # The client's trace context goes to the server as it came; with tracing on, the client
+            # interceptor sends the proxy's own client span instead.
+            traceparent = start.traceparent
+            return await self._serve(None if traceparent is None else [("traceparent", traceparent)])
+        attributes = spans.frame_attributes("v2", start.model_name, start.start_frame_id, start.output_mode)
+        with spans.request_span(
+            tracer, "v2_session", time.perf_counter(), start.traceparent, attributes
+        ) as span:
+            try:
+                code = await self._serve(None)
+            finally:
+                span.set_attributes(
+                    {
+                        spans.FRAMES_REQUESTED: self.frames_requested,
+                        spans.FRAMES_DELIVERED: self.frames_delivered,
+                        spans.REPLY_BYTES: self.sent_bytes,
+                    }
+                )
+            spans.set_code(span, code)
+            return code
+
+    async def _serve(self, metadata: list[tuple[str, str]] | None) -> str:
         call = self._state.backend.speak(metadata)
         writer = asyncio.create_task(self._write(call))
         code, message = "OK", ""
@@ -116,7 +149,12 @@ class SpeakSession:
                 if not isinstance(response, lipsync_pb2.SpeakResponse):
                     break  # grpc.aio.EOF: the server ended the stream
                 self.credits -= 1
-                await self._send(self._encode(response))
+                self.frames_requested += 1
+                data = self._encode(response)
+                await self._send(data)
+                self.sent_bytes += len(data)
+                if not response.frame.HasField("error"):
+                    self.frames_delivered += 1
         except grpc.aio.AioRpcError as exc:
             error = BackendError.from_rpc_error(exc)
             logger.info("session %d ended: %s %s", self.id, exc.code().name, exc.details())

@@ -2,7 +2,8 @@
 
 The seed's names are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`, `GRPC_ADDR`, `STATIC_DIR`); every other
 setting reads `PROXY_<FLAG>`. A flag beats the environment, and every invalid setting is reported at
-once in one message.
+once in one message. Tracing has no flags: the standard `OTEL_*` variables configure it
+(`lipsync_proxy.telemetry`), and their problems are reported in the same message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lipsync_proxy.targets import TargetError, parse_grpc_addr
+from lipsync_proxy.telemetry import TracingSettings, tracing_settings
 
 DEFAULT_WS_PORT = 8086
 DEFAULT_GRPC_ADDR = "localhost:50051"
@@ -53,6 +55,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     quiet_frames: bool = False
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def problems(self) -> list[str]:
         """Every invalid setting, described; empty when all is well."""
@@ -208,6 +211,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
         log_level=raw.get("log_level", defaults.log_level).lower(),
         log_format=raw.get("log_format", defaults.log_format).lower(),
         quiet_frames=quiet,
+        tracing=tracing_settings(env, problems),
     )
     problems += settings.problems()
     if problems:

@@ -1,9 +1,12 @@
-"""What every connection of one proxy shares: settings, the backend client, metrics and the global cap."""
+"""What every connection of one proxy shares: settings, the backend client, metrics, the tracer and the
+global cap."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+
+from opentelemetry.trace import Tracer
 
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.metrics import Metrics
@@ -17,6 +20,8 @@ class ProxyState:
     settings: Settings
     backend: BackendClient
     metrics: Metrics
+    #: The tracer of the request and session spans; None while tracing is off.
+    tracer: Tracer | None = None
     inflight: int = 0
     sessions: int = 0
     draining: bool = False
