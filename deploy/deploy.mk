@@ -10,7 +10,7 @@ CHART := deploy/helm/lipsync
 KUBE_VERSION := 1.30.0
 # Build the images on another base (CI passes an image bootstrapped from Debian's packages).
 BASE_IMAGE ?=
-# 1 once the services export traces: the smoke test then fails when no trace reaches the OTLP sink.
+# 1: the smoke test fails when no complete proxy → server trace reaches the OTLP sink.
 SMOKE_REQUIRE_TRACE ?= 1
 
 .PHONY: images up down smoke helm-lint k8s-validate k8s-manifests deploy-lint

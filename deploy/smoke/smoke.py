@@ -8,9 +8,8 @@
 4. Over wss:// to nginx, verifying the stack's own certificate: JSON list_models, get_metadata and one
    inference, then pipelined v1 binary requests; every reply must be a valid JPEG, with zero errors.
    Then one lipsync.v1 ListModels call through nginx's TLS gRPC pass-through.
-5. Ask the sink whether a trace arrived. It fails the run only with --require-trace
-   (SMOKE_REQUIRE_TRACE=1 in deploy.mk), which the observability work turns on once both services
-   export their traces; until then the summary reports it.
+5. Ask the sink for a complete proxy → server trace. It fails the run only with --require-trace
+   (SMOKE_REQUIRE_TRACE=1, the default in deploy.mk); without it the summary only reports it.
 6. Print one JSON summary line on stdout (also written to artifacts/smoke/summary.json), always tear the
    stack down (compose logs are kept in artifacts/smoke/compose.log), and exit 0 only when it passed.
 
@@ -89,11 +88,22 @@ def jpeg_problem(data: bytes) -> str | None:
     return None
 
 
+# A frame's whole journey: the proxy's request span and gRPC client span, the server's span and its
+# audio_features, inference, composite and encode spans.
+TRACED_SERVICES = {"lipsync-proxy", "lipsync-server"}
+MIN_TRACE_SPANS = 7
+
+
 def first_trace(traces_reply: Mapping[str, object]) -> dict[str, object] | None:
-    """The first trace of the sink's `/api/traces` reply, or None when it has none."""
+    """The first complete trace of the sink's `/api/traces` reply (both services, every span), or None."""
     traces = traces_reply.get("traces")
-    if isinstance(traces, list) and traces and isinstance(traces[0], dict):
-        return traces[0]
+    for trace in traces if isinstance(traces, list) else []:
+        if not isinstance(trace, dict):
+            continue
+        services, spans = trace.get("services"), trace.get("span_count")
+        if isinstance(services, list) and TRACED_SERVICES <= set(services):
+            if isinstance(spans, int) and spans >= MIN_TRACE_SPANS:
+                return trace
     return None
 
 
@@ -129,7 +139,7 @@ class Summary:
         if not self.grpc_passthrough_ok:
             return "lipsync.v1 ListModels through nginx's gRPC pass-through did not list the model"
         if self.trace_required and not self.trace_found:
-            return "no trace reached the OTLP sink"
+            return "no complete proxy → server trace reached the OTLP sink"
         return None
 
 

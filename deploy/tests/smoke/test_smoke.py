@@ -35,9 +35,12 @@ def test_a_real_jpeg_passes_and_damaged_ones_do_not(smoke: ModuleType) -> None:
     assert smoke.jpeg_problem(b"") is not None
 
 
-def test_the_first_trace_is_taken_from_the_sinks_reply(smoke: ModuleType) -> None:
-    trace = {"trace_id": "ab", "services": ["lipsync-proxy"], "span_count": 1}
-    assert smoke.first_trace({"traces": [trace], "count": 1}) == trace
+def test_the_first_complete_trace_is_taken_from_the_sinks_reply(smoke: ModuleType) -> None:
+    partial = {"trace_id": "aa", "services": ["lipsync-proxy"], "span_count": 2}
+    short = {"trace_id": "bb", "services": ["lipsync-proxy", "lipsync-server"], "span_count": 3}
+    whole = {"trace_id": "cc", "services": ["lipsync-server", "lipsync-proxy"], "span_count": 7}
+    assert smoke.first_trace({"traces": [partial, short, whole], "count": 3}) == whole
+    assert smoke.first_trace({"traces": [partial, short], "count": 2}) is None
     assert smoke.first_trace({"traces": [], "count": 0}) is None
     assert smoke.first_trace({}) is None
 
@@ -63,5 +66,5 @@ def test_the_verdict_needs_every_frame_valid_the_json_inference_and_grpc(smoke: 
 
 def test_a_missing_trace_fails_only_when_a_trace_is_required(smoke: ModuleType) -> None:
     assert summary(smoke, trace_found=False).verdict() is None
-    assert "no trace" in summary(smoke, trace_found=False, trace_required=True).verdict()
+    assert "no complete proxy → server trace" in summary(smoke, trace_found=False, trace_required=True).verdict()
     assert summary(smoke, trace_found=True, trace_required=True).verdict() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,25 @@ async def test_json_metadata_and_errors_come_from_the_real_server(real_proxy: Pr
     assert (metadata["width"], metadata["height"]) == (1280, 720)
     assert metadata["frame_count"] >= 250
     assert outside["code"] == "OUT_OF_RANGE"
+
+
+async def test_json_get_audio_returns_the_packages_wav(real_proxy: ProxyProcess) -> None:
+    async with connect(real_proxy.ws_url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "get_audio", "model_name": "demo", "id": "a"}))
+        audio = json.loads(await asyncio.wait_for(ws.recv(), 10 * TIME_UNIT))
+        await ws.send(json.dumps({"type": "get_audio", "model_name": "nope", "id": "b"}))
+        missing = json.loads(await asyncio.wait_for(ws.recv(), 10 * TIME_UNIT))
+    wav = base64.b64decode(audio["audio_base64"])
+    assert (audio["type"], audio["id"], audio["format"], audio["sample_rate"]) == (
+        "audio",
+        "a",
+        "wav",
+        16_000,
+    )
+    assert wav[:4] == b"RIFF"
+    assert audio["size"] == len(wav)
+    assert audio["duration_s"] == pytest.approx(12.0, abs=0.1)
+    assert (missing["type"], missing["code"], missing["id"]) == ("error", "NOT_FOUND", "b")
 
 
 async def test_a_v2_face_crop_comes_with_its_bounds(real_proxy: ProxyProcess) -> None:

@@ -44,7 +44,7 @@ _SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
 
 def service_config() -> str:
     """The channel's service config: round_robin, health checking, retries of idempotent calls."""
-    idempotent = ["ListModels", "GetModelMetadata", "GetVideoFrame", "Infer"]
+    idempotent = ["ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio", "Infer"]
     return json.dumps(
         {
             "loadBalancingConfig": [{"round_robin": {}}],
@@ -119,7 +119,8 @@ class BackendClient:
         latency = metrics.grpc_latency
         self._infer_latency = latency.labels("Infer")
         self._latency = {
-            name: latency.labels(name) for name in ("ListModels", "GetModelMetadata", "GetVideoFrame")
+            name: latency.labels(name)
+            for name in ("ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio")
         }
 
     async def infer_image(self, model_name: str, frame_id: int) -> memoryview:
@@ -188,6 +189,18 @@ class BackendClient:
         with self._latency["GetVideoFrame"].time():
             try:
                 reply: lipsync_pb2.GetVideoFrameResponse = await self._stub.GetVideoFrame(
+                    request, timeout=self.timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _failed(exc) from None
+        return reply
+
+    async def model_audio(self, model_name: str) -> lipsync_pb2.GetModelAudioResponse:
+        """The package's audio track as a WAV file; raises BackendError."""
+        request = lipsync_pb2.GetModelAudioRequest(model_name=model_name)
+        with self._latency["GetModelAudio"].time():
+            try:
+                reply: lipsync_pb2.GetModelAudioResponse = await self._stub.GetModelAudio(
                     request, timeout=self.timeout_s
                 )
             except grpc.aio.AioRpcError as exc:

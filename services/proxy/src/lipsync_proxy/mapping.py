@@ -133,7 +133,10 @@ def _json_attributes(request: json_messages.JsonRequest) -> dict[str, AttributeV
     if isinstance(request, json_messages.InferenceRequest):
         return spans.frame_attributes("json", request.model_name, request.frame_id, request.output_mode)
     attributes: dict[str, AttributeValue] = {spans.PROTOCOL: "json"}
-    if isinstance(request, json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest):
+    if isinstance(
+        request,
+        json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest | json_messages.GetAudioRequest,
+    ):
         attributes[spans.MODEL] = request.model_name
     if isinstance(request, json_messages.GetVideoFrameRequest):
         attributes[spans.FRAME_ID] = request.frame_id
@@ -141,12 +144,16 @@ def _json_attributes(request: json_messages.JsonRequest) -> dict[str, AttributeV
 
 
 LookupRequest = (
-    json_messages.ListModelsRequest | json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest
+    json_messages.ListModelsRequest
+    | json_messages.GetMetadataRequest
+    | json_messages.GetVideoFrameRequest
+    | json_messages.GetAudioRequest
 )
 _LOOKUP_KINDS = {
     json_messages.ListModelsRequest: "list_models",
     json_messages.GetMetadataRequest: "get_metadata",
     json_messages.GetVideoFrameRequest: "get_video_frame",
+    json_messages.GetAudioRequest: "get_audio",
 }
 
 
@@ -183,6 +190,11 @@ async def _lookup(state: ProxyState, request: LookupRequest) -> str:
             frame = await backend.video_frame(request.model_name, request.frame_id)
             return json_messages.video_frame_reply(
                 request.id, request.model_name, request.frame_id, frame.image, frame.width, frame.height
+            )
+        case json_messages.GetAudioRequest():
+            audio = await backend.model_audio(request.model_name)
+            return json_messages.audio_reply(
+                request.id, request.model_name, audio.wav, audio.sample_rate, audio.duration_s
             )
 
 

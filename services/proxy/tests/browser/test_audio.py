@@ -105,7 +105,6 @@ def test_a_proxy_without_package_audio_plays_frames_silently_and_says_so(
     assert client.errors == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs the proxy's get_audio, proposed in docs/browser-client.md")
 def test_the_real_proxy_serves_the_package_audio(client: ClientPage, client_proxy: ProxyProcess) -> None:
     page = client.page
     client.open(client_url(client_proxy))

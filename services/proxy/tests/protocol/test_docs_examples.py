@@ -121,6 +121,8 @@ CHECKS: dict[str, Callable[[str], None]] = {
     ),
     "json-get-video-frame-request": _request(jm.GetVideoFrameRequest(3, "sanders", 0)),
     "json-video-frame": _reply(jm.video_frame_reply(3, "sanders", 0, JPEG, 1280, 720)),
+    "json-get-audio-request": _request(jm.GetAudioRequest(4, "sanders")),
+    "json-audio": _reply(jm.audio_reply(4, "sanders", b"RIFF", 16000, 20.92)),
     "json-ping": _request(jm.PingRequest("p")),
     "json-pong": _reply(jm.pong("p")),
     "v2-infer": _client(v2.InferRequest(1, "sanders", 50)),

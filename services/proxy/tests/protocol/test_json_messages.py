@@ -299,6 +299,7 @@ requests = st.one_of(
     st.builds(jm.ListModelsRequest, ids),
     st.builds(jm.GetMetadataRequest, ids, names),
     st.builds(jm.GetVideoFrameRequest, ids, names, frame_ids),
+    st.builds(jm.GetAudioRequest, ids, names),
     st.builds(jm.PingRequest, ids),
 )
 _TYPES = {
@@ -306,6 +307,7 @@ _TYPES = {
     jm.ListModelsRequest: "list_models",
     jm.GetMetadataRequest: "get_metadata",
     jm.GetVideoFrameRequest: "get_video_frame",
+    jm.GetAudioRequest: "get_audio",
     jm.PingRequest: "ping",
 }
 

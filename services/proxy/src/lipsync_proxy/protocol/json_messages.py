@@ -74,13 +74,28 @@ class GetVideoFrameRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class GetAudioRequest:
+    """``{"type":"get_audio"}``: the package's own audio track, to play in sync with its frames."""
+
+    id: JsonId
+    model_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class PingRequest:
     """``{"type":"ping"}``: answered with ``{"type":"pong"}`` by the proxy itself."""
 
     id: JsonId = None
 
 
-JsonRequest = InferenceRequest | ListModelsRequest | GetMetadataRequest | GetVideoFrameRequest | PingRequest
+JsonRequest = (
+    InferenceRequest
+    | ListModelsRequest
+    | GetMetadataRequest
+    | GetVideoFrameRequest
+    | GetAudioRequest
+    | PingRequest
+)
 
 
 def parse(text: str | bytes) -> JsonRequest:
@@ -179,6 +194,10 @@ def _parse_get_video_frame(message: dict[str, Any], request_id: JsonId) -> GetVi
     return GetVideoFrameRequest(request_id, _model_name(message, request_id), _frame_id(message, request_id))
 
 
+def _parse_get_audio(message: dict[str, Any], request_id: JsonId) -> GetAudioRequest:
+    return GetAudioRequest(request_id, _model_name(message, request_id))
+
+
 def _parse_ping(message: dict[str, Any], request_id: JsonId) -> PingRequest:
     return PingRequest(request_id)
 
@@ -188,6 +207,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], JsonId], JsonRequest]] = {
     "list_models": _parse_list_models,
     "get_metadata": _parse_get_metadata,
     "get_video_frame": _parse_get_video_frame,
+    "get_audio": _parse_get_audio,
     "ping": _parse_ping,
 }
 
@@ -263,6 +283,16 @@ def video_frame_reply(
     reply = _head("video_frame", id)
     reply.update(model_name=model_name, frame_id=frame_id, width=width, height=height, size=len(image))
     reply["image_base64"] = base64.b64encode(image).decode("ascii")
+    return _dumps(reply)
+
+
+def audio_reply(id: JsonId, model_name: str, wav: bytes, sample_rate: int, duration_s: float) -> str:
+    """The package's audio track: a PCM16 mono WAV file in ``audio_base64``."""
+    reply = _head("audio", id)
+    reply.update(
+        model_name=model_name, format="wav", sample_rate=sample_rate, duration_s=duration_s, size=len(wav)
+    )
+    reply["audio_base64"] = base64.b64encode(wav).decode("ascii")
     return _dumps(reply)
 
 
