@@ -56,7 +56,8 @@ test: $(BIN)/activate ## Run every test
 lint: $(BIN)/activate deploy-lint ## ruff, ruff format --check, mypy --strict, and the deploy linters
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/mypy services/lipsync-server/src services/proxy/src deploy/otlp-sink/src deploy/smoke deploy/scripts deploy/tests
+	$(BIN)/mypy services/lipsync-server/src services/proxy/src deploy/otlp-sink/src deploy/smoke deploy/scripts deploy/tests \
+	  loadtests
 
 fmt: $(BIN)/activate ## Format and fix what ruff can
 	$(BIN)/ruff format $(PY_SOURCES)
@@ -68,3 +69,4 @@ clean: ## Remove the venv, caches and build output
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
 
 include deploy/deploy.mk
+include loadtests/loadtests.mk

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from loadtests.direct import direct_load
+from loadtests.driver import Plan, Watched
+from loadtests.idle import idle_connections
+from loadtests.processes import BackendProcess, NginxProcess, ProxyProcess
+from loadtests.wsload import ws_load
+
+from .conftest import tool
+
+
+async def test_the_cpu_per_frame_of_the_real_proxy_and_backend_is_measured(
+    stack: tuple[BackendProcess, ProxyProcess],
+) -> None:
+    backend, proxy = stack
+    watch = [Watched(proxy.pid, "proxy"), Watched(backend.pid, "backend")]
+    result = await ws_load(proxy.ws_url, "v1", Plan(connections=4, warmup_s=0.1, count=300), watch=watch)
+    assert result.errors == {}
+    assert result.frames >= 300
+    assert result.cpu_us_per_frame("proxy") > 0
+    assert result.cpu_us_per_frame("backend") > 0
+    direct = await direct_load(backend.address, "unary", Plan(warmup_s=0.1, count=50), watch=watch)
+    assert direct.errors == {}
+
+
+async def test_idle_connections_are_held_open_while_the_proxys_memory_is_read(
+    stack: tuple[BackendProcess, ProxyProcess],
+) -> None:
+    _, proxy = stack
+    result = await idle_connections(proxy.ws_url, proxy.pid, count=20, frames_each=1, settle_s=0.2)
+    assert result.connections == 20
+    assert result.rss_before_kib > 0
+    assert math.isfinite(result.kib_per_connection)
+
+
+async def test_frames_go_through_nginx_over_tls(
+    stack: tuple[BackendProcess, ProxyProcess], tmp_path: Path
+) -> None:
+    _, proxy = stack
+    nginx = tool("nginx", "apt-get install nginx")
+    openssl = tool("openssl", "apt-get install openssl")
+    with NginxProcess(tmp_path, proxy_port=proxy.port, nginx=nginx, openssl=openssl) as edge:
+        plan = Plan(warmup_s=0.1, count=30)
+        result = await ws_load(edge.wss_url, "v2", plan, tls=edge.client_tls())
+    assert result.errors == {}
+    assert result.frames >= 30
