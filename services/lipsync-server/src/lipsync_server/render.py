@@ -1,7 +1,8 @@
 """One frame, start to finish: audio features → engine → composite → JPEG, with the time of each stage.
 
 Runs in a worker thread. The engine only produces the face region; compositing and encoding are shared
-by every engine.
+by every engine. A full frame is spliced (full_frames): only the JPEG restart intervals under the face
+box are encoded, so its cost follows the face area, not the frame area.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lipsync_server.engines.base import Engine, FrameJob
+from lipsync_server.full_frames import spliced_frames
 from lipsync_server.jpeg import encode_jpeg
 from lipsync_server.packages.model import ModelPackage
 from lipsync_server.telemetry import (
@@ -104,18 +106,28 @@ def render(engine: Engine, package: ModelPackage, requests: Sequence[RenderReque
     for request, region in zip(requests, regions, strict=True):
         x1, y1, x2, y2 = (int(v) for v in package.boxes[request.frame_id])
         start = time.perf_counter()
+        spliced = None
         with stage_span("composite", [request], {OUTPUT_MODE: request.output_mode.value}):
             if request.output_mode is OutputMode.FACE_CROP:
                 image = region
-            else:
+            elif (spliced := spliced_frames(package, request.jpeg_quality)) is None:
                 image = package.frames.frame(request.frame_id).copy()
                 image[y1:y2, x1:x2] = region
+            else:
+                image = region  # the splice composites the face into the cached frame's tiles
         composite_ms = _ms_since(start)
         start = time.perf_counter()
         with stage_span("encode", [request], {JPEG_QUALITY: request.jpeg_quality}) as encode:
-            data = encode_jpeg(image, request.jpeg_quality)
+            if spliced is None:
+                data = encode_jpeg(image, request.jpeg_quality)
+            else:
+                data = spliced.encode(request.frame_id, region)
             encode.set_attribute(IMAGE_BYTES, len(data))
         encode_ms = _ms_since(start)
         timings = StageTimings(features_ms, inference_ms, composite_ms, encode_ms, len(requests))
-        rendered.append(RenderedFrame(data, image.shape[1], image.shape[0], (x1, y1, x2, y2), timings))
+        if request.output_mode is OutputMode.FACE_CROP:
+            width, height = x2 - x1, y2 - y1
+        else:
+            width, height = package.width, package.height
+        rendered.append(RenderedFrame(data, width, height, (x1, y1, x2, y2), timings))
     return rendered
