@@ -101,9 +101,9 @@ def first_trace(traces_reply: Mapping[str, object]) -> dict[str, object] | None:
         if not isinstance(trace, dict):
             continue
         services, spans = trace.get("services"), trace.get("span_count")
-        if isinstance(services, list) and TRACED_SERVICES <= set(services):
-            if isinstance(spans, int) and spans >= MIN_TRACE_SPANS:
-                return trace
+        complete = isinstance(services, list) and set(services) >= TRACED_SERVICES
+        if complete and isinstance(spans, int) and spans >= MIN_TRACE_SPANS:
+            return trace
     return None
 
 

@@ -66,5 +66,7 @@ def test_the_verdict_needs_every_frame_valid_the_json_inference_and_grpc(smoke: 
 
 def test_a_missing_trace_fails_only_when_a_trace_is_required(smoke: ModuleType) -> None:
     assert summary(smoke, trace_found=False).verdict() is None
-    assert "no complete proxy → server trace" in summary(smoke, trace_found=False, trace_required=True).verdict()
+    assert (
+        "no complete proxy → server trace" in summary(smoke, trace_found=False, trace_required=True).verdict()
+    )
     assert summary(smoke, trace_found=True, trace_required=True).verdict() is None

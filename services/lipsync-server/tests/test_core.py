@@ -41,18 +41,19 @@ def test_an_audio_window_is_validated_and_centred_by_default() -> None:
 
 @pytest.mark.parametrize("path", ["/etc", "..", "a/../../b", "a\\..\\b", ""])
 def test_admin_paths_cannot_leave_the_models_root(tmp_path: Path, path: str) -> None:
-    core = core_with(replace(Settings(), models_dir=tmp_path))
+    core = core_with(replace(Settings(), models_dir=tmp_path, admin=True))
     with pytest.raises(PermissionDeniedError):
         core.admin_path(path)
 
 
 def test_admin_calls_are_refused_when_admin_is_off(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
-    core = core_with(replace(Settings(), models_dir=tmp_path, admin=False))
-    with pytest.raises(PermissionDeniedError, match="--no-admin"):
+    core = core_with(replace(Settings(), models_dir=tmp_path))
+    with pytest.raises(PermissionDeniedError, match="needs --admin"):
         core.admin_path("pkg")
     assert (
-        core_with(replace(Settings(), models_dir=tmp_path)).admin_path("pkg") == (tmp_path / "pkg").resolve()
+        core_with(replace(Settings(), models_dir=tmp_path, admin=True)).admin_path("pkg")
+        == (tmp_path / "pkg").resolve()
     )
 
 
@@ -68,3 +69,18 @@ async def test_audio_of_a_package_without_audio_is_a_failed_precondition() -> No
     core.registry.set(ModelEntry("tiny", ModelState.READY, Path("t"), tiny_package(), PaintEngineDouble()))
     with pytest.raises(FailedPreconditionError, match="no audio"):
         await core.audio("tiny")
+
+
+@pytest.mark.parametrize("path", ["pkg\x00/x", "a" * 300])
+def test_an_admin_path_the_file_system_cannot_take_is_refused_cleanly(tmp_path: Path, path: str) -> None:
+    # Both crashed LoadModel with an unexpected exception (UNKNOWN) until fuzzing found them.
+    core = core_with(replace(Settings(), models_dir=tmp_path, admin=True))
+    with pytest.raises((PermissionDeniedError, InvalidArgumentError)):
+        core.admin_path(path)
+
+
+def test_a_call_asking_for_more_frames_than_the_queue_holds_is_refused() -> None:
+    core = core_with(replace(Settings(), max_queue=4))
+    core.check_batch(4, "InferBatch")
+    with pytest.raises(InvalidArgumentError, match=r"InferBatch asks for 5 frames; .* at most 4"):
+        core.check_batch(5, "InferBatch")

@@ -11,7 +11,7 @@ def test_defaults_match_the_documented_ports() -> None:
     settings = settings_from_args([], environ={})
     assert (settings.port, settings.metrics_port, settings.jpeg_quality) == (50051, 9464, 85)
     assert settings.models_dir is None
-    assert settings.admin
+    assert not settings.admin
 
 
 def test_the_environment_is_read_and_a_flag_beats_it(tmp_path: Path) -> None:

@@ -11,14 +11,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 from span_recording import SpanRecorder
 
+from lipsync_common.tracing import TracingConfig
 from lipsync_server.inference import InferenceRunner
 from lipsync_server.registry import ReadyModel
 from lipsync_server.render import OutputMode, RenderRequest, render
 from lipsync_server.settings import SettingsError
 from lipsync_server.telemetry import (
-    DEFAULT_EXPORT_TIMEOUT_S,
     SpanParent,
-    TracingConfig,
     current_parent,
     is_traced,
     server_interceptors,
@@ -49,41 +48,12 @@ def parent_of(span: ReadableSpan) -> int | None:
     return None if span.parent is None else span.parent.span_id
 
 
-# --- which OTEL_* variables turn tracing on -------------------------------------------------------------
+# --- the OTEL_* variables (lipsync_common.tracing reads them) ------------------------------------------
 
 
-def test_without_an_endpoint_nothing_is_exported_even_though_otlp_is_the_default_exporter() -> None:
+def test_usable_variables_give_their_config() -> None:
+    assert tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT}) == TracingConfig(ENDPOINT)
     assert tracing_config({}).endpoint is None
-    config = tracing_config({"OTEL_TRACES_EXPORTER": "otlp"})
-    assert config.endpoint is None
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in config.reason
-
-
-def test_an_endpoint_turns_tracing_on_with_a_short_export_timeout() -> None:
-    assert tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT}) == TracingConfig(
-        ENDPOINT, DEFAULT_EXPORT_TIMEOUT_S
-    )
-
-
-def test_the_traces_endpoint_and_timeout_beat_the_general_ones() -> None:
-    config = tracing_config(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://general:4317",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://traces:4317",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "7",
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.5",
-        }
-    )
-    assert (config.endpoint, config.timeout_s) == ("https://traces:4317", 0.5)
-
-
-@pytest.mark.parametrize(
-    ("variable", "value"), [("OTEL_TRACES_EXPORTER", "none"), ("OTEL_SDK_DISABLED", "TRUE")]
-)
-def test_tracing_can_be_switched_off_with_an_endpoint_set(variable: str, value: str) -> None:
-    config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT, variable: value})
-    assert config.endpoint is None
-    assert variable in config.reason
 
 
 def test_every_unusable_variable_is_reported_at_once() -> None:
@@ -101,16 +71,11 @@ def test_every_unusable_variable_is_reported_at_once() -> None:
         assert expected in message
 
 
-def test_grpc_is_the_accepted_protocol() -> None:
-    config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
-    assert config.endpoint == ENDPOINT
-
-
 # --- the provider and the interceptor -------------------------------------------------------------------
 
 
 def test_no_provider_and_no_interceptor_when_tracing_is_off() -> None:
-    provider = tracer_provider(TracingConfig(None, reason="test"))
+    provider = tracer_provider(TracingConfig())
     assert provider is None
     assert server_interceptors(provider) == []
     assert stage_tracer(provider) is None

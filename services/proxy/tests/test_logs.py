@@ -1,70 +1,35 @@
-"""The proxy's log lines: JSON with the server's keys and formats, and the ids of the current span."""
+"""The proxy's logging: the shared lines (lipsync_common.logs, tested there), and websockets kept quiet."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import re
 from collections.abc import Iterator
 
 import pytest
 
+from lipsync_common.logs import JsonFormatter
 from lipsync_proxy import logs
-
-from .span_recording import SpanRecorder
 
 
 @pytest.fixture
-def root_logging() -> Iterator[logging.Logger]:
-    """The root logger, restored after the test."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+def saved_logging() -> Iterator[logging.Logger]:
+    """The root logger, restored after the test with the websockets logger's level."""
+    root, websockets = logging.getLogger(), logging.getLogger("websockets")
+    saved = (root.handlers[:], root.level, websockets.level)
     yield root
-    root.handlers[:], root.level = saved
+    root.handlers[:], root.level, websockets.level = saved
 
 
-def configured(root: logging.Logger, log_format: str) -> io.StringIO:
-    """Configure logging as the entry point does, with its handler writing into a buffer."""
-    logs.configure("info", log_format)
-    (handler,) = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    buffer = io.StringIO()
-    handler.setStream(buffer)
-    return buffer
+def test_the_proxy_writes_the_shared_json_lines(saved_logging: logging.Logger) -> None:
+    logs.configure("info", "json")
+    (handler,) = saved_logging.handlers
+    assert isinstance(handler.formatter, JsonFormatter)
+    assert saved_logging.level == logging.INFO
 
 
-def test_a_json_line_has_the_servers_keys_and_formats(root_logging: logging.Logger) -> None:
-    buffer = configured(root_logging, "json")
-    logging.getLogger("lipsync_proxy.test").warning("backend %s: %s", "b1", "NOT_SERVING")
-    entry = json.loads(buffer.getvalue())
-    assert list(entry) == ["time", "level", "logger", "message"]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
-    assert entry["level"] == "warning"
-    assert (entry["logger"], entry["message"]) == ("lipsync_proxy.test", "backend b1: NOT_SERVING")
-
-
-def test_a_json_line_in_a_span_carries_its_trace_and_span_ids(root_logging: logging.Logger) -> None:
-    buffer = configured(root_logging, "json")
-    with SpanRecorder().provider.get_tracer("test").start_as_current_span("ws v1_frame") as span:
-        logging.getLogger("lipsync_proxy.mapping").info("demo frame %d", 50)
-    entry = json.loads(buffer.getvalue())
-    context = span.get_span_context()
-    assert (entry["trace_id"], entry["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
-
-
-def test_an_exception_is_logged_with_its_traceback(root_logging: logging.Logger) -> None:
-    buffer = configured(root_logging, "json")
-    try:
-        raise ValueError("boom")
-    except ValueError:
-        logging.getLogger("lipsync_proxy.connection").exception("unexpected failure")
-    entry = json.loads(buffer.getvalue())
-    assert entry["level"] == "error"
-    assert "ValueError: boom" in entry["exception"]
-
-
-def test_text_lines_stay_text(root_logging: logging.Logger) -> None:
-    buffer = configured(root_logging, "text")
-    logging.getLogger("lipsync_proxy.app").info("listening")
-    assert buffer.getvalue().rstrip().endswith("INFO lipsync_proxy.app: listening")
+@pytest.mark.parametrize(("level", "websockets_level"), [("debug", "WARNING"), ("error", "ERROR")])
+def test_websockets_logs_warnings_at_the_most_whatever_the_level(
+    saved_logging: logging.Logger, level: str, websockets_level: str
+) -> None:
+    logs.configure(level, "text")
+    assert logging.getLevelName(logging.getLogger("websockets").level) == websockets_level

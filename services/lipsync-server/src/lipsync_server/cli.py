@@ -15,11 +15,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lipsync_common.logs import setup_logging
+from lipsync_common.tracing import TracingConfig
 from lipsync_server.errors import PackageError
-from lipsync_server.logs import setup_logging
 from lipsync_server.server import LIPSYNC_SERVICE, Deps, StartupError, create_server, default_deps
 from lipsync_server.settings import DEFAULT_PORT, Settings, SettingsError, settings_from_args
-from lipsync_server.telemetry import TracingConfig, tracer_provider, tracing_config
+from lipsync_server.telemetry import tracer_provider, tracing_config
 
 logger = logging.getLogger("lipsync_server")
 
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args[1:]
     problems: list[str] = []
     settings = Settings()
-    tracing = TracingConfig(None)
+    tracing = TracingConfig()
     try:
         settings = settings_from_args(args)
     except SettingsError as error:

@@ -74,6 +74,15 @@ class ServerCore:
         if not 0 <= frame_id < model.package.frame_count:
             raise FrameOutOfRangeError(name, frame_id, model.package.frame_count)
 
+    def check_batch(self, count: int, what: str) -> None:
+        """Refuse a call carrying more frames than the queue can ever hold at once: it could not be
+        served whole, and its size alone would cost memory and time before the queue refused it."""
+        limit = self.settings.max_queue
+        if count > limit:
+            raise InvalidArgumentError(
+                f"{what} asks for {count} frames; one call may ask for at most {limit} (--max-queue)"
+            )
+
     def quality(self, requested: int) -> int:
         if requested == 0:
             return self.settings.jpeg_quality
@@ -115,7 +124,7 @@ class ServerCore:
 
     def models_root(self) -> Path:
         if not self.settings.admin:
-            raise PermissionDeniedError("model loading is disabled on this server (--no-admin)")
+            raise PermissionDeniedError("model loading is disabled on this server (it needs --admin)")
         if self.settings.models_dir is None:
             raise PermissionDeniedError(
                 "model loading needs a models root: start the server with --models-dir"
@@ -126,12 +135,22 @@ class ServerCore:
         """A package directory below the models root; anything that could leave it is refused."""
         root = self.models_root()
         relative = PurePosixPath(requested)
-        if not requested or relative.is_absolute() or ".." in relative.parts or "\\" in requested:
+        if (
+            not requested
+            or "\x00" in requested
+            or relative.is_absolute()
+            or ".." in relative.parts
+            or "\\" in requested
+        ):
             raise PermissionDeniedError(f"path {requested!r} must be a relative path below the models root")
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
-            raise PermissionDeniedError(f"path {requested!r} leaves the models root")
-        if not path.is_dir():
+        try:
+            path = (root / relative).resolve()
+            if not path.is_relative_to(root):
+                raise PermissionDeniedError(f"path {requested!r} leaves the models root")
+            found = path.is_dir()
+        except OSError as exc:  # a name too long for the file system, say: found by fuzzing
+            raise InvalidArgumentError(f"path {requested!r} cannot be opened: {exc.strerror}") from None
+        if not found:
             raise InvalidArgumentError(f"path {requested!r} is not a package directory below the models root")
         return path
 

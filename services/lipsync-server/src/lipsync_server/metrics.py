@@ -42,7 +42,10 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        #: RPCs being served (health checks and reflection are not tracked); shutdown waits for them.
+        self.active = 0
         self.inflight = Gauge("lipsync_server_inflight_requests", "RPCs being served", registry=r)
+        self.inflight.set_function(lambda: self.active)
         self.frames = Counter(
             "lipsync_server_frames",
             "Frames rendered, by model and output mode",
@@ -68,7 +71,7 @@ class ServerMetrics:
     def track(self, method: str) -> Iterator[Outcome]:
         outcome = Outcome()
         start = time.perf_counter()
-        self.inflight.inc()
+        self.active += 1
         try:
             yield outcome
         except BaseException:
@@ -76,7 +79,7 @@ class ServerMetrics:
                 outcome.code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            self.inflight.dec()
+            self.active -= 1
             self.latency.labels(method).observe(time.perf_counter() - start)
             self.requests.labels(method, outcome.code.name).inc()
 

@@ -28,6 +28,8 @@ FULL_BODY = "full_body"
 # The seed's audio batches: 40 ms chunks, 8 before and 7 after each frame.
 CHUNK_MS = 40
 CHUNKS_BEFORE, CHUNKS_AFTER = 8, 7
+# Frame ids are int32 in every reply.
+MAX_FRAME_ID = 2**31 - 1
 
 
 def _prediction(
@@ -87,7 +89,12 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
     async def GenerateBatchInference(
         self, request: seed.BatchInferenceRequest, context: Context
     ) -> seed.BatchInferenceResponse:
-        with self._core.metrics.track("seed.GenerateBatchInference"):
+        with self._core.metrics.track("seed.GenerateBatchInference") as outcome:
+            try:
+                self._core.check_batch(len(request.frame_ids), "GenerateBatchInference")
+            except LipsyncError as error:
+                outcome.code = status_for(error)
+                await context.abort(outcome.code, str(error))
             start = time.perf_counter()
             responses = await asyncio.gather(*(self._infer(request.model_name, f) for f in request.frame_ids))
             return self._batch(list(responses), start)
@@ -102,6 +109,14 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
             problem = None
             if request.frame_count < 1:
                 problem = f"frame_count {request.frame_count} must be at least 1"
+            elif request.frame_count > self._core.settings.max_queue:
+                problem = (
+                    f"frame_count {request.frame_count} is more than the {self._core.settings.max_queue} "
+                    "frames (--max-queue) one call may ask for"
+                )
+            elif request.start_frame_id + request.frame_count - 1 > MAX_FRAME_ID:
+                # Found by fuzzing: the last frame's id overflowed the replies' int32 field.
+                problem = f"frames from {request.start_frame_id} on run past the last frame id {MAX_FRAME_ID}"
             elif len(request.audio_chunks) != needed:
                 problem = (
                     f"{len(request.audio_chunks)} audio chunks sent; frame_count {request.frame_count} needs "

@@ -7,6 +7,7 @@ period.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable, Mapping
@@ -36,7 +37,13 @@ logger = logging.getLogger(__name__)
 LIPSYNC_SERVICE = lipsync_pb2.DESCRIPTOR.services_by_name["LipSync"].full_name
 SEED_SERVICE = optimized_lipsyncsrv_pb2.DESCRIPTOR.services_by_name["OptimizedLipSyncService"].full_name
 HEALTH_SERVICES = ("", LIPSYNC_SERVICE, SEED_SERVICE)
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Replies may be large (a batch of full frames); requests need not be: the largest valid one, an
+# InferBatch of --max-queue frames with 2 s of audio each, is 4 MiB at the default queue of 64.
+MAX_SEND_BYTES = 64 * 1024 * 1024
+MAX_RECEIVE_BYTES = 8 * 1024 * 1024
+# How long the server keeps taking calls after it turns NOT_SERVING, so that the balancers watching
+# its health (the proxy's round_robin with client-side health checking) move their calls elsewhere.
+SHUTDOWN_NOTICE_S = 1.0
 
 
 class StartupError(RuntimeError):
@@ -134,10 +141,23 @@ class LipsyncServer:
         logger.info("serving models: %s", ", ".join(self.registry.ready_names()))
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """NOT_SERVING first (so balancers move away), then finish in-flight calls within the grace."""
+        """NOT_SERVING first, still taking calls for a moment (so balancers move away), then refuse new
+        calls and finish the in-flight ones within the rest of the grace period."""
+        grace = self.settings.grace_period_s if grace_s is None else grace_s
         self.core.serving = False
         await self.health.enter_graceful_shutdown()
-        await self._grpc.stop(self.settings.grace_period_s if grace_s is None else grace_s)
+        # Found by the fault suite: stopping at once refused the calls a balancer had already sent
+        # here before it saw NOT_SERVING, and a client saw UNAVAILABLE during a rolling restart.
+        notice = min(SHUTDOWN_NOTICE_S, grace)
+        await asyncio.sleep(notice)
+        stopping = asyncio.ensure_future(self._grpc.stop(grace - notice))
+        # Also found by the fault suite: balancers' health Watch streams never end by themselves, so
+        # every stop took the whole grace period. Once the calls being served are done, end them.
+        while not stopping.done():
+            await asyncio.sleep(0.05)
+            if not self.metrics.active:
+                await self._grpc.stop(None)
+        await stopping
         self.runner.shutdown()
 
     async def wait_for_termination(self) -> None:
@@ -169,8 +189,8 @@ def create_server(settings: Settings, deps: Deps | None = None) -> LipsyncServer
         options=[
             # Without this a second server could bind the same port and steal half the traffic.
             ("grpc.so_reuseport", 0),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ],
     )
     address = f"{settings.host}:{settings.port}"

@@ -109,6 +109,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
 
     async def InferBatch(self, request: pb.InferBatchRequest, context: Context) -> pb.InferBatchResponse:
         async with self._rpc("InferBatch", context):
+            self._core.check_batch(len(request.requests), "InferBatch")
             start = time.perf_counter()
             responses = await asyncio.gather(*(self._infer_item(item) for item in request.requests))
             return pb.InferBatchResponse(responses=responses, total_ms=(time.perf_counter() - start) * 1000)

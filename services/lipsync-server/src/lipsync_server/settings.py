@@ -33,7 +33,8 @@ class Settings:
     workers: int = max(1, os.cpu_count() or 1)
     max_queue: int = 64
     metrics_port: int = DEFAULT_METRICS_PORT
-    admin: bool = True
+    # LoadModel/UnloadModel: off unless asked for, since they reach the file system (below --models-dir).
+    admin: bool = False
     grace_period_s: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
@@ -99,7 +100,10 @@ def build_parser(prog: str = "lipsync-server") -> argparse.ArgumentParser:
     add("--max-queue", type=int, default=defaults.max_queue, help="frames queued before RESOURCE_EXHAUSTED")
     add("--metrics-port", type=int, default=defaults.metrics_port, help="Prometheus /metrics port; 0 = off")
     add(
-        "--admin", action=argparse.BooleanOptionalAction, default=defaults.admin, help="LoadModel/UnloadModel"
+        "--admin",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.admin,
+        help="serve LoadModel/UnloadModel, for packages below --models-dir (default: off)",
     )
     add("--grace-period", dest="grace_period_s", type=float, default=defaults.grace_period_s, help="seconds")
     add("--log-level", default=defaults.log_level)

@@ -36,7 +36,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Pa
 
 @pytest.fixture(scope="module")
 def models_server(models_dir: Path, demo_cache: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(["--models-dir", str(models_dir), "--grace-period", "1"], demo_cache).start()
+    server = ServerProcess(
+        ["--models-dir", str(models_dir), "--admin", "--grace-period", "1"], demo_cache
+    ).start()
     try:
         server.wait_serving()
         yield server

@@ -209,3 +209,11 @@ def test_get_model_audio_returns_the_package_wav(stub: lipsync_pb2_grpc.LipSyncS
     with pytest.raises(grpc.RpcError) as caught:
         stub.GetModelAudio(pb.GetModelAudioRequest(model_name="nope"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_batch_larger_than_the_queue_is_refused_whole(stub: lipsync_pb2_grpc.LipSyncStub) -> None:
+    requests = [pb.InferRequest(model_name="demo", frame_id=0)] * 65  # the default --max-queue is 64
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.InferBatch(pb.InferBatchRequest(requests=requests), timeout=10 * TIME_UNIT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 64" in caught.value.details()

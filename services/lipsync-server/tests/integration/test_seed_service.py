@@ -128,3 +128,20 @@ def test_load_package_is_refused_without_a_models_root(stub: Stub) -> None:
     reply = stub.LoadPackage(seed.LoadPackageRequest(package_name="x", package_dir="/etc"))
     assert not reply.success
     assert "PERMISSION_DENIED" in reply.error
+
+
+def test_a_batch_larger_than_the_queue_is_refused_whole(stub: Stub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GenerateBatchInference(seed.BatchInferenceRequest(model_name="demo", frame_ids=[0] * 65))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_audio_batch_running_past_the_last_int32_frame_id_is_refused(stub: Stub) -> None:
+    # Its last frame id overflowed the replies' int32 field (UNKNOWN) until fuzzing found it.
+    request = seed.BatchInferenceWithAudioRequest(
+        model_name="demo", start_frame_id=2**31 - 1, frame_count=2, audio_chunks=[bytes(1280)] * 17
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GenerateBatchWithAudio(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "last frame id" in caught.value.details()

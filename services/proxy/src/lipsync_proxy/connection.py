@@ -6,6 +6,8 @@ mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
 * Backpressure: the handler takes one of `--max-inflight` slots before it reads a message and a
   request gives it back once its reply is written, so a connection never has more requests in flight
   and the handler stops reading (TCP pushes back on the client) instead of queueing.
+* Rate limits (`lipsync_proxy.rate_limit`): a connection over its rate, or whose client address is
+  over its rate, is read later; one from an address with its maximum of connections is closed (1013).
 * v1 (no subprotocol): replies are written in request order. Each request's task waits for the task
   of the request before it, so a pipelining client gets its frames in order while up to
   `--max-inflight` of them are worked on at once.
@@ -35,6 +37,7 @@ from websockets.typing import Subprotocol
 from lipsync_proxy import mapping
 from lipsync_proxy.protocol import json_messages, v2
 from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_proxy.rate_limit import Throttle, TooManyConnectionsError, client_address
 from lipsync_proxy.sessions import SessionError, SpeakSession
 from lipsync_proxy.state import ProxyState
 
@@ -48,14 +51,42 @@ Work = Callable[[ProxyState, Any, float], Awaitable[mapping.Reply]]
 
 
 class ProxyConnection(ServerConnection):
-    """websockets' server connection, telling its handler the moment the TCP connection is lost.
+    """websockets' server connection, telling its handler the moment the TCP connection is lost, and
+    dropping a peer that has stopped reading.
 
     recv() notices a closed connection too, but a handler that waits for a free slot is not in
-    recv(); this hook cancels the connection's work at once either way."""
+    recv(); this hook cancels the connection's work at once either way.
+
+    A peer that stops reading answers no keepalive ping either, but the ping waits behind the unsent
+    replies and so never times out (found by the fault suite): such a connection would hold its
+    replies for ever. Once writing has been paused (the send buffer full) for as long as a ping may go
+    unanswered (`--ping-interval`, twice), the peer is taken for dead and the connection dropped."""
 
     on_lost: Callable[[], None] | None = None
+    _stalled: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.ping_interval is not None and self.ping_timeout is not None:
+            patience = self.ping_interval + self.ping_timeout
+            self._stalled = self.loop.call_later(patience, self._drop, patience)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall()
+
+    def _drop(self, patience: float) -> None:
+        self._stalled = None
+        logger.info("dropped a WebSocket peer that took no data for %.0f s", patience)
+        self.transport.abort()
+
+    def _cancel_stall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_stall()
         super().connection_lost(exc)
         if self.on_lost is not None:
             self.on_lost()
@@ -82,6 +113,7 @@ class ConnectionHandler:
         "_state",
         "_stopping",
         "_tasks",
+        "_throttle",
         "_v2_infers",
         "is_v2",
         "ws",
@@ -102,9 +134,19 @@ class ConnectionHandler:
         self._reading = False
         self._stopping = False
         self._deadline = 0.0
+        # None while no rate limit applies, so that an unlimited connection pays nothing per message.
+        self._throttle: Throttle | None = None
 
     async def run(self) -> None:
         """Serve the connection; returns when it is closed (or drained and closed by `stop`)."""
+        limits = self._state.limits
+        try:
+            throttle = limits.open(self._client_address())
+        except TooManyConnectionsError as exc:
+            self._state.metrics.refused_connections.inc()
+            await self.ws.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+            return
+        self._throttle = throttle if throttle.limited else None
         self._reader = asyncio.current_task()
         self.ws.on_lost = self.abort
         try:
@@ -112,8 +154,14 @@ class ConnectionHandler:
             if self._stopping:
                 await self._drain()
         finally:
+            limits.close(throttle)
             self.ws.on_lost = None
             self.abort()
+
+    def _client_address(self) -> str:
+        header = self._state.settings.client_address_header
+        forwarded = self.ws.request.headers.get(header) if header and self.ws.request is not None else None
+        return client_address(self.ws.remote_address, forwarded)
 
     def abort(self) -> None:
         """Cancel every request and session of the connection (its gRPC calls with them)."""
@@ -136,6 +184,8 @@ class ConnectionHandler:
             while not self._stopping:
                 await slots.acquire()
                 try:
+                    if self._throttle is not None:
+                        await self._wait_turn(self._throttle)
                     message = await ws.recv()
                 except BaseException:
                     slots.release()
@@ -160,12 +210,20 @@ class ConnectionHandler:
         finally:
             self._reading = False
 
+    async def _wait_turn(self, throttle: Throttle) -> None:
+        """Hold the next read back while the connection or its client address is over its rate."""
+        delay = throttle.reserve(time.monotonic())
+        if delay > 0:
+            self._state.metrics.throttled.inc()
+            await asyncio.sleep(delay)
+
     def _spawn(self, work: Awaitable[None], request: bool = True) -> asyncio.Task[None]:
         """Run `work` as a task of this connection; a request holds its slot until the task is done."""
+        if request:
+            self._state.admit()  # before the task is made: it inherits the decision with the context
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         if request:
-            self._state.inflight += 1
             # A done callback, not a finally: a task cancelled before its first step runs no finally.
             task.add_done_callback(self._request_done)
         else:

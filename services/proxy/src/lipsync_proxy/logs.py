@@ -1,63 +1,15 @@
-"""Logging set up once by the entry point: human-readable text or one JSON object per line.
-
-A JSON line has the keys and formats of the lipsync-server's (docs/observability.md, "Logs"): `time`
-(UTC, to the millisecond, with `Z`), `level` (lower case), `logger`, `message`, `trace_id` and
-`span_id` of the span current where the record was made (inside a traced request), `exception`.
-"""
+"""The proxy's logging: the text or JSON lines both services write (`lipsync_common.logs`), without the
+websockets library's record of every request."""
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import time
 
-from opentelemetry import trace
-
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record; `trace_id`/`span_id` appear when a record carries them."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("trace_id", "span_id"):
-            value = getattr(record, key, None)
-            if value:
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-class TraceContextFilter(logging.Filter):
-    """Adds the current span's `trace_id` and `span_id` (lowercase hex, as in `traceparent`) to a record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            record.trace_id = trace.format_trace_id(context.trace_id)
-            record.span_id = trace.format_span_id(context.span_id)
-        return True
+from lipsync_common.logs import setup_logging
 
 
 def configure(level: str, log_format: str) -> None:
     """Send the root logger's records to stderr at `level` in `log_format` (text or json)."""
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-        handler.addFilter(TraceContextFilter())
-    else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    setup_logging(level, log_format)
     # websockets logs every refused handshake and HTTP request at INFO; the proxy logs what matters.
-    logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -90,6 +90,17 @@ class Metrics:
             registry=r,
         )
 
+        self.throttled = Counter(
+            "lipsync_proxy_throttled_messages",
+            "Messages read late because their connection or client address was over its rate limit",
+            registry=r,
+        )
+        self.refused_connections = Counter(
+            "lipsync_proxy_refused_connections",
+            "WebSocket connections closed at once (1013): their client address had its maximum open",
+            registry=r,
+        )
+
         # The v1 frame path's children, looked up once: labels() takes a lock and a dict lookup per call.
         self.v1_frames_ok = self.requests.labels(V1_FRAME, "OK")
         self.v1_frame_latency = self.latency.labels(V1_FRAME)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lipsync_common.tracing import TracingConfig
 from lipsync_proxy.targets import TargetError, parse_grpc_addr
-from lipsync_proxy.telemetry import TracingSettings, tracing_settings
+from lipsync_proxy.telemetry import tracing_settings
 
 DEFAULT_WS_PORT = 8086
 DEFAULT_GRPC_ADDR = "localhost:50051"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def checkout_static_dir() -> Path | None:
@@ -52,10 +55,17 @@ class Settings:
     max_message_size: int = 1 << 20
     ping_interval_s: float = 20.0
     grace_period_s: float = 10.0
+    # Messages a second one connection / one client address may send; 0: no limit (see rate_limit.py).
+    rate_limit: float = 0.0
+    address_rate_limit: float = 0.0
+    # Connections one client address may have open; 0: no limit.
+    max_connections_per_address: int = 0
+    # The header naming the client's address, set by a trusted reverse proxy in front; "": the TCP peer.
+    client_address_header: str = ""
     log_level: str = "info"
     log_format: str = "text"
     quiet_frames: bool = False
-    tracing: TracingSettings = field(default_factory=TracingSettings)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def problems(self) -> list[str]:
         """Every invalid setting, described; empty when all is well."""
@@ -88,6 +98,18 @@ class Settings:
             found.append(f"--ping-interval {self.ping_interval_s}: must be > 0 seconds")
         if self.grace_period_s < 0:
             found.append(f"--grace-period {self.grace_period_s}: must be >= 0 seconds")
+        if not self.rate_limit >= 0:
+            found.append(f"--rate-limit {self.rate_limit}: must be >= 0 messages a second (0: no limit)")
+        if not self.address_rate_limit >= 0:
+            found.append(
+                f"--address-rate-limit {self.address_rate_limit}: must be >= 0 a second (0: no limit)"
+            )
+        if self.max_connections_per_address < 0:
+            found.append(
+                f"--max-connections-per-address {self.max_connections_per_address}: must be >= 0 (0: off)"
+            )
+        if self.client_address_header and not _HEADER_NAME.fullmatch(self.client_address_header):
+            found.append(f"--client-address-header {self.client_address_header!r}: not an HTTP header name")
         if self.log_level not in LOG_LEVELS:
             found.append(f"--log-level {self.log_level!r}: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
@@ -132,6 +154,18 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
         help="seconds between WebSocket pings; a peer silent as long is dropped (default 20)",
     )
     add("--grace-period", help="seconds SIGTERM waits for in-flight work (default 10)")
+    add(
+        "--rate-limit", help="messages a second one connection may send; more are read later (default 0: off)"
+    )
+    add(
+        "--address-rate-limit",
+        help="messages a second all connections of one client address may send (0: off)",
+    )
+    add("--max-connections-per-address", help="connections one client address may have open (default 0: off)")
+    add(
+        "--client-address-header",
+        help="header naming the client address, set by a trusted reverse proxy (e.g. X-Real-IP)",
+    )
     add("--log-level", help="debug, info, warning or error (default info)")
     add("--log-format", help="text or json (default text)")
     add("--quiet-frames", action="store_true", default=None, help="no log line per frame")
@@ -152,6 +186,10 @@ _ENV = {
     "max_message_size": "PROXY_MAX_MESSAGE_SIZE",
     "ping_interval": "PROXY_PING_INTERVAL",
     "grace_period": "PROXY_GRACE_PERIOD",
+    "rate_limit": "PROXY_RATE_LIMIT",
+    "address_rate_limit": "PROXY_ADDRESS_RATE_LIMIT",
+    "max_connections_per_address": "PROXY_MAX_CONNECTIONS_PER_ADDRESS",
+    "client_address_header": "PROXY_CLIENT_ADDRESS_HEADER",
     "log_level": "PROXY_LOG_LEVEL",
     "log_format": "PROXY_LOG_FORMAT",
     "quiet_frames": "PROXY_QUIET_FRAMES",
@@ -208,6 +246,19 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
         ),
         ping_interval_s=number("ping_interval", "--ping-interval", float, defaults.ping_interval_s),
         grace_period_s=number("grace_period", "--grace-period", float, defaults.grace_period_s),
+        rate_limit=number("rate_limit", "--rate-limit", float, defaults.rate_limit),
+        address_rate_limit=number(
+            "address_rate_limit", "--address-rate-limit", float, defaults.address_rate_limit
+        ),
+        max_connections_per_address=int(
+            number(
+                "max_connections_per_address",
+                "--max-connections-per-address",
+                int,
+                defaults.max_connections_per_address,
+            )
+        ),
+        client_address_header=raw.get("client_address_header", defaults.client_address_header),
         log_level=raw.get("log_level", defaults.log_level).lower(),
         log_format=raw.get("log_format", defaults.log_format).lower(),
         quiet_frames=quiet,

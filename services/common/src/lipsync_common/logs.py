@@ -1,5 +1,9 @@
-"""Logging set up once, in the entry point: human text or one JSON object per line, the JSON with the
-trace and span ids of the span current where the record was made."""
+"""Logging set up once, by a service's entry point: human-readable text or one JSON object per line.
+
+A JSON line has the keys and formats docs/observability.md ("Logs") lists: `time` (UTC, to the
+millisecond, with `Z`), `level` (lower case), `logger`, `message`, `trace_id` and `span_id` of the span
+current where the record was made (inside a traced request), `exception`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import sys
 import time
 
 from opentelemetry import trace
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,8 +40,9 @@ class JsonFormatter(logging.Formatter):
 class TraceContextFilter(logging.Filter):
     """Adds the current span's `trace_id` and `span_id` (lowercase hex, as in `traceparent`) to a record.
 
-    Runs in the thread that logs, so it sees that thread's context: the call's span on the event loop,
-    the caller's context in worker threads (see InferenceRunner.call).
+    Runs in the thread that logs, so it sees that thread's context: the request's span on the event
+    loop; in a worker thread, a span only where the caller's context was carried into the thread
+    (lipsync-server's InferenceRunner.call does).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -47,12 +54,14 @@ class TraceContextFilter(logging.Filter):
 
 
 def setup_logging(level: str, log_format: str) -> None:
+    """Send the root logger's records to stderr at `level` in `log_format` (text or json), replacing
+    any handler set before."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
         handler.addFilter(TraceContextFilter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
