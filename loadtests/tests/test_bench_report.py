@@ -64,8 +64,8 @@ RESULTS: dict[str, Any] = {
             "load_average": [1.0, 1.0, 1.0],
         },
         {
-            "key": "spliced",
-            "name": "spliced",
+            "key": "whole",
+            "name": "whole",
             "per_core": 3000.0,
             "per_wall_s": 2900.0,
             "bytes_per_frame": 1.0,
@@ -87,8 +87,8 @@ def test_each_target_is_judged_from_the_runs_it_names() -> None:
     assert met["proxy: throughput at 64 connections"] is True  # ×1.4
     assert met["proxy: 1 connection pipelining 8, 17 ms backend"] is True  # ×0.975
     assert met["proxy: 1,000 idle connections (worst of: never used, one frame each)"] is True
-    assert met["server: sprite full 1280×720 frames per core (render today)"] is False
-    assert met["server: sprite full frames per core, spliced (not yet wired)"] is True
+    assert met["server: sprite full 1280×720 frames per core"] is False  # 500/s; the 3,000/s baseline row
+    # is not what the target judges
 
 
 def test_a_target_without_its_runs_is_not_measured_rather_than_failed() -> None:
