@@ -40,7 +40,8 @@ Modules
     ``encode_session_frame(request_id, sequence, audio_time_ms, end_of_utterance, frame_id,
     output_mode, bounds, width, height, timings, image)``, ``encode_error(request_id, code, message)``
     and ``encode_session_end(request_id, code="OK", message="")``; ``decode_server(data) ->
-    ServerMessage`` (``FrameReply``, ``ErrorReply``, ``SessionFrame``, ``SessionEnd``) for clients and
-    tests. The rules the connection handler enforces (one reply per INFER, credits, cancel) are in
-    ``docs/protocol.md``, section "v2 rules for the proxy".
+    ServerMessage`` (``FrameReply``, ``ErrorReply``, ``SessionFrame``, ``SessionEnd``) and its inverse
+    ``encode_server(message) -> bytes`` for clients and tests. The rules the connection handler
+    enforces (one reply per INFER, credits, cancel) are in ``docs/protocol.md``, section "Rules the
+    proxy enforces".
 """

@@ -473,6 +473,41 @@ def _encode_status(kind: int, request_id: int, code: str, message: str) -> bytes
     return _STATUS.pack(VERSION, kind, 0, request_id, number) + text
 
 
+def encode_server(message: ServerMessage) -> bytes:
+    """A decoded server message written back as bytes (for tests and fuzzing; the proxy itself calls the
+    encoders above with plain values, without building these objects)."""
+    match message:
+        case FrameReply():
+            return encode_frame(
+                message.request_id,
+                message.frame_id,
+                message.output_mode,
+                message.bounds,
+                message.width,
+                message.height,
+                message.timings,
+                message.image,
+            )
+        case SessionFrame():
+            return encode_session_frame(
+                message.request_id,
+                message.sequence,
+                message.audio_time_ms,
+                message.end_of_utterance,
+                message.frame_id,
+                message.output_mode,
+                message.bounds,
+                message.width,
+                message.height,
+                message.timings,
+                message.image,
+            )
+        case ErrorReply():
+            return encode_error(message.request_id, message.code, message.message)
+        case SessionEnd():
+            return encode_session_end(message.request_id, message.code, message.message)
+
+
 def decode_server(data: bytes) -> ServerMessage:
     """Parse one binary message from the proxy (for clients and tests); raise ProtocolError for
     anything that is not a valid server message."""
