@@ -11,7 +11,7 @@ and the next batch is fuller: the busier the server, the larger its batches, and
 waits at most `wait_s`.
 
 Whether waiting pays depends on the engine (`policy_for`): one that runs a batch as one model call
-(`batches_frames`, e.g. unet328: a GPU runs 8 frames in little more than the time of one) waits for
+(`batches_frames`, e.g. unet328: an H200 runs 8 frames in 4 times the time of one) waits for
 company; one whose cost is per frame anyway (sprite: drawing, compositing and JPEG encoding) never
 waits, and only takes what queued up while the workers were busy, saving thread hand-offs.
 

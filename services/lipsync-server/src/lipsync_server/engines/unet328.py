@@ -21,6 +21,15 @@ exports `visual_input`/`audio_input`).
 
 `--device`: `cuda` runs on ONNX Runtime's CUDA provider (refused when it is not installed), `cpu` on
 the CPU, `auto` on CUDA when available, else CPU.
+
+On CUDA every model with a dynamic batch axis runs through `ShapeStableSession`: ONNX Runtime's CUDA
+convolutions (the cuDNN frontend, since ONNX Runtime 1.20) rebuild their execution plans whenever a
+call's input shape differs from the previous call's (microsoft/onnxruntime#23006), which on an NVIDIA
+H200 cost about 2 s per call for UNet-328 and 0.14 s for the AVE encoder, and micro-batches differ in
+size all the time. So each power-of-two batch size gets a session of its own that only ever sees that
+shape, and a batch is padded up to the next power of two (at most twice the frames; on that GPU a batch
+of 8 costs 1.6 times a batch of 4, docs/performance.md). `warm_up` builds the plans of batches up to
+`WARM_BATCH`.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from numpy.typing import NDArray
 from lipsync_server.audio import read_wav
 from lipsync_server.ave import (
     AUDIO_SHAPE,
+    ENCODER_BATCH,
     FEATURES,
     AudioEncoder,
     AveStream,
@@ -50,7 +60,7 @@ from lipsync_server.ave import (
 )
 from lipsync_server.engines.base import FrameJob
 from lipsync_server.errors import InvalidArgumentError, PackageError
-from lipsync_server.mel import MIN_SAMPLES, SAMPLE_RATE, VIDEO_FPS, pcm16_to_float
+from lipsync_server.mel import MIN_SAMPLES, N_MELS, SAMPLE_RATE, VIDEO_FPS, WINDOW_FRAMES, pcm16_to_float
 from lipsync_server.packages.model import ModelPackage
 from lipsync_server.packages.synctalk import AUDIO_ENCODER
 
@@ -73,6 +83,9 @@ _CUDA = "CUDAExecutionProvider"
 # (model file, execution providers) -> an ONNX Runtime session of it (tests pass doubles).
 OpenModel = Callable[[Path, Sequence[str]], Any]
 _CPU = "CPUExecutionProvider"
+# Batch sizes whose CUDA plans `warm_up` builds before the first request: up to the server's default
+# --max-batch. A larger batch builds its plans on first use, once.
+WARM_BATCH = 8
 
 
 def _onnxruntime() -> Any:
@@ -111,6 +124,78 @@ def open_session(path: Path, providers: Sequence[str]) -> Any:
     if providers[0] == _CUDA and session.get_providers()[0] != _CUDA:
         raise PackageError(path, "could not be placed on the GPU (the CUDA provider failed to start)")
     return session
+
+
+class ShapeStableSession:
+    """An ONNX Runtime session-alike for a model with a dynamic batch axis that never shows a session
+    two batch sizes: a call of batch N runs on the session of bucket 2^ceil(log2 N), its inputs padded
+    with zeros to the bucket and its outputs cut back to N (the frames of a batch are independent).
+    Sessions are opened on first use of their bucket, the first one given is the first bucket's."""
+
+    def __init__(self, first: Any, open_another: Callable[[], Any]) -> None:
+        self._spare: Any | None = first
+        self._first = first
+        self._open = open_another
+        self._lock = threading.Lock()
+        self._sessions: dict[int, Any] = {}
+
+    @staticmethod
+    def bucket(batch: int) -> int:
+        return 1 << max(0, batch - 1).bit_length()
+
+    def get_inputs(self) -> Any:
+        return self._first.get_inputs()
+
+    def get_outputs(self) -> Any:
+        return self._first.get_outputs()
+
+    def get_providers(self) -> Any:
+        return self._first.get_providers()
+
+    @property
+    def buckets(self) -> list[int]:
+        """The batch sizes that have a session, ascending."""
+        with self._lock:
+            return sorted(self._sessions)
+
+    def run(self, names: Any, feeds: dict[str, NDArray[Any]]) -> list[Any]:
+        batch = next(iter(feeds.values())).shape[0]
+        bucket = self.bucket(batch)
+        if bucket != batch:
+            feeds = {name: _padded(array, bucket) for name, array in feeds.items()}
+        outputs = self._session(bucket).run(names, feeds)
+        return [output[:batch] for output in outputs]
+
+    def _session(self, bucket: int) -> Any:
+        # The lock keeps two threads from opening a session for the same bucket; opening one is rare (once
+        # per bucket), so holding it meanwhile costs nothing in steady state.
+        with self._lock:
+            session = self._sessions.get(bucket)
+            if session is None:
+                session = self._spare if self._spare is not None else self._open()
+                self._spare = None
+                self._sessions[bucket] = session
+            return session
+
+
+def _powers_of_two(limit: int) -> list[int]:
+    """1, 2, 4, … up to `limit`."""
+    return [1 << k for k in range(limit.bit_length())]
+
+
+def _padded(array: NDArray[Any], batch: int) -> NDArray[Any]:
+    """`array` with zero rows added along axis 0 up to `batch` rows."""
+    out = np.zeros((batch, *array.shape[1:]), dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
+
+
+def shape_stable(session: Any, open_another: Callable[[], Any]) -> Any:
+    """`session` itself, or on CUDA with a dynamic batch axis a `ShapeStableSession` starting with it."""
+    batch = session.get_inputs()[0].shape[0]
+    if session.get_providers()[0] != _CUDA or isinstance(batch, int):
+        return session
+    return ShapeStableSession(session, open_another)
 
 
 @dataclass(frozen=True)
@@ -203,6 +288,8 @@ class _Runtime:
 
     unet: UnetModel
     encoder: AudioEncoder | None
+    # The encoder's session (a ShapeStableSession on CUDA), for warm_up.
+    encoder_session: Any = None
 
 
 class Unet328Engine:
@@ -265,8 +352,16 @@ class Unet328Engine:
         return prepared
 
     def warm_up(self, package: ModelPackage) -> None:
-        """Render frame 0 once (the first run of a session allocates and tunes its kernels)."""
-        self.infer(package, [FrameJob(0)])
+        """Render frame 0 once (the first run of a session allocates and tunes its kernels); on CUDA,
+        batches of every bucket up to WARM_BATCH, and the encoder at each of its buckets, each of which
+        has a session and convolution plans of its own (ShapeStableSession)."""
+        runtime = self._runtime(package)
+        stable = isinstance(runtime.unet.session, ShapeStableSession)
+        for size in _powers_of_two(WARM_BATCH if stable else 1):
+            self.infer(package, [FrameJob(i % package.frame_count) for i in range(size)])
+        if runtime.encoder is not None and isinstance(runtime.encoder_session, ShapeStableSession):
+            for size in _powers_of_two(ENCODER_BATCH):
+                runtime.encoder(np.zeros((size, N_MELS, WINDOW_FRAMES), np.float32))
 
     def features_from_audio(
         self, package: ModelPackage, pcm: NDArray[np.int16], sample_rate: int, center_sample: int
@@ -325,12 +420,13 @@ class Unet328Engine:
             providers = providers_for(self._device)
         except ValueError as exc:
             raise PackageError(unet_path, str(exc)) from exc
-        unet = UnetModel.of(self._open(unet_path, providers), unet_path)
-        encoder = None
+        unet = UnetModel.of(self._open_stable(unet_path, providers), unet_path)
+        encoder = encoder_session = None
         encoder_path = self._encoder_path(package)
         if encoder_path is not None:
             try:
-                encoder = AudioEncoder(self._open(encoder_path, providers), encoder_path)
+                encoder_session = self._open_stable(encoder_path, providers)
+                encoder = AudioEncoder(encoder_session, encoder_path)
             except ValueError as exc:
                 raise PackageError(encoder_path, str(exc)) from exc
         logger.info(
@@ -339,7 +435,10 @@ class Unet328Engine:
             unet.session.get_providers()[0],
             "" if encoder is None else ", with an AVE audio encoder",
         )
-        return _Runtime(unet, encoder)
+        return _Runtime(unet, encoder, encoder_session)
+
+    def _open_stable(self, path: Path, providers: Sequence[str]) -> Any:
+        return shape_stable(self._open(path, providers), lambda: self._open(path, providers))
 
     @staticmethod
     def _encoder_path(package: ModelPackage) -> Path | None:
