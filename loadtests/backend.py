@@ -1,12 +1,14 @@
 """A benchmark double of `lipsync-server`: a fixed-payload `lipsync.v1.LipSync` backend.
 
-Not a lip-sync server. It answers every `Infer` and every `StreamInfer` item with the same
-pre-serialized `InferResponse` whose image is a 98,432-byte JPEG-shaped payload (SOI, incompressible
-bytes, EOI), after a configurable delay, so a benchmark measures the proxy and the client, not the
-rendering. It spends as little as it can per frame: requests are not parsed and the response is
-serialized once. `StreamInfer` works on up to 8 requests of a stream at once and answers in request
-order, as the real server does. grpc.health.v1 reports SERVING; `ListModels` and `GetModelMetadata`
-describe one model so the proxy's health and metadata paths work.
+Not a lip-sync server. It answers every `Infer`, every `StreamInfer` item and every `InferBatch`
+item with the same pre-serialized `InferResponse` whose image is a 98,432-byte JPEG-shaped payload
+(SOI, incompressible bytes, EOI), after a configurable delay, so a benchmark measures the proxy and the
+client, not the rendering. It spends as little as it can per frame: `Infer` and `StreamInfer` requests
+are not parsed (an `InferBatch` is, for its count) and the response is serialized once. `StreamInfer`
+works on up to 8 requests of a stream at once and answers in request order, and the items of an
+`InferBatch` are worked on at once (one delay per call), as the real server does. grpc.health.v1
+reports SERVING; `ListModels` and `GetModelMetadata` describe one model so the proxy's health and
+metadata paths work.
 
     python -m loadtests.backend --port 50061 [--delay-ms 17] [--payload-size 98432]
 
@@ -86,6 +88,11 @@ class BenchmarkBackend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self._response = infer_response(config)
+        # Serialized messages concatenate into their merge, so N copies of a one-item InferBatchResponse
+        # are the response of N items.
+        self._batch_item = lipsync_pb2.InferBatchResponse(
+            responses=[lipsync_pb2.InferResponse.FromString(self._response)]
+        ).SerializeToString()
         self._model = lipsync_pb2.ModelInfo(
             name=config.model,
             engine="benchmark-double",
@@ -101,6 +108,13 @@ class BenchmarkBackend:
         if self.config.delay_s:
             await asyncio.sleep(self.config.delay_s)
         return self._response
+
+    async def infer_batch(self, request: bytes, context: Context) -> bytes:
+        # The items are worked on at once (as lipsync-server's InferBatch does): one delay per call.
+        count = len(lipsync_pb2.InferBatchRequest.FromString(request).requests)
+        if self.config.delay_s:
+            await asyncio.sleep(self.config.delay_s)
+        return self._batch_item * count
 
     async def stream_infer(self, requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
         response = self._response
@@ -147,6 +161,7 @@ class BenchmarkBackend:
             {
                 "Infer": grpc.unary_unary_rpc_method_handler(self.infer),
                 "StreamInfer": grpc.stream_stream_rpc_method_handler(self.stream_infer),
+                "InferBatch": grpc.unary_unary_rpc_method_handler(self.infer_batch),
                 "ListModels": grpc.unary_unary_rpc_method_handler(
                     self.list_models,
                     request_deserializer=lipsync_pb2.ListModelsRequest.FromString,

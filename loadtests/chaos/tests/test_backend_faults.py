@@ -109,13 +109,13 @@ async def test_when_one_of_two_backends_dies_no_request_fails_once_the_balancer_
     try:
         load = asyncio.create_task(closed_loop([proxy.ws_url], 4, 4, ledger, stop))
         await asyncio.sleep(2 * TIME_UNIT)
-        before = double_stats(second.address)["calls"].get("Infer", 0)
+        before = double_stats(second.address)["calls"].get("frame", 0)
         killed = time.monotonic()
         kill(first)
         await asyncio.sleep(4 * TIME_UNIT)
         stop.set()
         await asyncio.wait_for(load, 15 * TIME_UNIT)
-        served_by_survivor = double_stats(second.address)["calls"].get("Infer", 0) - before
+        served_by_survivor = double_stats(second.address)["calls"].get("frame", 0) - before
     finally:
         stop.set()
         proxy.stop()

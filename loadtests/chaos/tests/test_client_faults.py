@@ -147,14 +147,14 @@ async def test_clients_that_vanish_mid_request_have_their_backend_calls_cancelle
             clients.append(client)
         expected = len(clients) * MAX_INFLIGHT
         await wait_for(
-            lambda: double_stats(double.address)["active"].get("Infer", 0) == expected,
+            lambda: double_stats(double.address)["active"].get("frame", 0) == expected,
             10 * TIME_UNIT,
             "every request at the backend",
         )
         for client in clients:
             client.vanish()
         cancelled_s = await wait_for(
-            lambda: double_stats(double.address)["active"].get("Infer", 0) == 0,
+            lambda: double_stats(double.address)["active"].get("frame", 0) == 0,
             5 * TIME_UNIT,
             "the backend calls cancelled",
         )
@@ -171,13 +171,13 @@ async def test_clients_that_vanish_mid_request_have_their_backend_calls_cancelle
     record.update(
         clients=len(clients),
         requests_in_flight_when_they_vanished=expected,
-        backend_calls_cancelled=stats["cancelled"].get("Infer", 0),
+        backend_calls_cancelled=stats["cancelled"].get("frame", 0),
         all_cancelled_within_s=cancelled_s,
-        backend_calls_completed=stats["calls"].get("Infer", 0) - stats["cancelled"].get("Infer", 0),
+        backend_calls_completed=stats["calls"].get("frame", 0) - stats["cancelled"].get("frame", 0),
         proxy_inflight_after=inflight,
     )
 
-    assert stats["cancelled"].get("Infer", 0) == expected
+    assert stats["cancelled"].get("frame", 0) == expected
     assert cancelled_s < 1 * TIME_UNIT
     assert inflight == 0
     assert outcome.code == OK

@@ -72,6 +72,11 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         self.active: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.cancelled: Counter[str] = Counter()
+        # Streams the client ended itself (half-closed), as the proxy retires a stream.
+        self.completed: Counter[str] = Counter()
+        self.batch_sizes: list[int] = []
+        # When set, StreamInfer fails with this status at its first request.
+        self.fail_streams: grpc.StatusCode | None = None
 
     async def _check(self, name: str, frame_id: int, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         error = self._item_error(name, frame_id)
@@ -152,18 +157,67 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
             timings=lipsync_pb2.Timings(inference_ms=1.0, encode_ms=0.5, total_ms=1.5, batch_size=1),
         )
 
-    async def Infer(
-        self, request: lipsync_pb2.InferRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> lipsync_pb2.InferResponse:
+    async def _render(self, request: lipsync_pb2.InferRequest) -> lipsync_pb2.InferResponse:
+        """One frame, however it was asked for; counted under "frame" while it is worked on. A bad
+        request gives a response carrying its Error, as lipsync-server answers a batch item."""
+
         async def work() -> lipsync_pb2.InferResponse:
-            await self._check(request.model_name, request.frame_id, context)
+            error = self._item_error(request.model_name, request.frame_id)
+            if error is not None:
+                return lipsync_pb2.InferResponse(request_id=request.request_id, error=error)
             delay = self.config.delay_s + request.frame_id * self.config.delay_s_per_frame
             if delay:
                 await asyncio.sleep(delay)
             return self._frame(request, request.frame_id)
 
+        result: lipsync_pb2.InferResponse = await self._tracked("frame", work)
+        return result
+
+    async def Infer(
+        self, request: lipsync_pb2.InferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> lipsync_pb2.InferResponse:
+        async def work() -> lipsync_pb2.InferResponse:
+            response = await self._render(request)
+            if response.HasField("error"):
+                status = next(code for code in grpc.StatusCode if code.value[0] == response.error.code)
+                await context.abort(status, response.error.message)
+            return response
+
         result: lipsync_pb2.InferResponse = await self._tracked("Infer", work)
         return result
+
+    async def InferBatch(
+        self, request: lipsync_pb2.InferBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> lipsync_pb2.InferBatchResponse:
+        """The items at once, each answered on its own (as lipsync-server does)."""
+
+        async def work() -> lipsync_pb2.InferBatchResponse:
+            self.batch_sizes.append(len(request.requests))
+            responses = await asyncio.gather(*(self._render(item) for item in request.requests))
+            return lipsync_pb2.InferBatchResponse(responses=responses)
+
+        result: lipsync_pb2.InferBatchResponse = await self._tracked("InferBatch", work)
+        return result
+
+    async def StreamInfer(
+        self,
+        request_iterator: AsyncIterator[lipsync_pb2.InferRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[lipsync_pb2.InferResponse]:
+        """Each request's frame in request order, one at a time."""
+        self.calls["StreamInfer"] += 1
+        self.active["StreamInfer"] += 1
+        try:
+            async for request in request_iterator:
+                if self.fail_streams is not None:
+                    await context.abort(self.fail_streams, "the double fails its streams")
+                yield await self._render(request)
+            self.completed["StreamInfer"] += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled["StreamInfer"] += 1
+            raise
+        finally:
+            self.active["StreamInfer"] -= 1
 
     def _item_error(self, name: str, frame_id: int) -> lipsync_pb2.Error | None:
         if name != self.config.model:
@@ -231,8 +285,14 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         )
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Calls being served now, served in all, and cancelled by their client, per method."""
-        return {"active": dict(self.active), "calls": dict(self.calls), "cancelled": dict(self.cancelled)}
+        """Calls being served now, served in all, cancelled by their client, and streams ended by the
+        client, per method; "frame" counts frames, whichever method carried them."""
+        return {
+            "active": dict(self.active),
+            "calls": dict(self.calls),
+            "cancelled": dict(self.cancelled),
+            "completed": dict(self.completed),
+        }
 
 
 def _control_handler(

@@ -61,7 +61,7 @@ async def test_a_connection_stops_reading_at_its_in_flight_cap(
 
     async def watch_backend() -> None:
         while True:
-            seen.append((await double_stats(double.address))["active"].get("Infer", 0))
+            seen.append((await double_stats(double.address))["active"].get("frame", 0))
             await asyncio.sleep(0.02)
 
     async with connect(proxy.ws_url) as ws:
@@ -136,18 +136,18 @@ async def test_permessage_deflate_is_refused_even_when_the_client_offers_it(prox
 async def test_a_client_that_disconnects_mid_request_leaves_no_call_running(
     proxy: ProxyProcess, double: DoubleProcess
 ) -> None:
-    before = (await double_stats(double.address))["cancelled"].get("Infer", 0)
+    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
     async with connect(proxy.ws_url) as ws:
         # Frame 299 takes 299 ms at the backend.
         await ws.send(v1_request("demo", 299))
         await asyncio.sleep(0.05 * TIME_UNIT)
     closed_at = time.monotonic()
     stats = await double_stats(double.address)
-    while stats["cancelled"].get("Infer", 0) == before and time.monotonic() - closed_at < 2 * TIME_UNIT:
+    while stats["cancelled"].get("frame", 0) == before and time.monotonic() - closed_at < 2 * TIME_UNIT:
         await asyncio.sleep(0.01)
         stats = await double_stats(double.address)
-    assert stats["cancelled"].get("Infer", 0) == before + 1
-    assert stats["active"].get("Infer", 0) == 0
+    assert stats["cancelled"].get("frame", 0) == before + 1
+    assert stats["active"].get("frame", 0) == 0
 
 
 # --- v2 ---------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ async def test_a_v2_id_already_in_flight_is_refused(proxy: ProxyProcess) -> None
 
 
 async def test_a_v2_cancel_ends_the_request_and_its_call(proxy: ProxyProcess, double: DoubleProcess) -> None:
-    before = (await double_stats(double.address))["cancelled"].get("Infer", 0)
+    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
     async with connect(proxy.ws_url, subprotocols=[v2.SUBPROTOCOL]) as ws:
         await ws.send(v2.encode_client(v2.InferRequest(4, "demo", 299)))
         await asyncio.sleep(0.05 * TIME_UNIT)
@@ -235,7 +235,7 @@ async def test_a_v2_cancel_ends_the_request_and_its_call(proxy: ProxyProcess, do
         pong = await recv_json(ws)
     assert reply == v2.ErrorReply(4, "CANCELLED", "cancelled by the client")
     assert pong == {"type": "pong", "id": 1}
-    assert (await double_stats(double.address))["cancelled"].get("Infer", 0) == before + 1
+    assert (await double_stats(double.address))["cancelled"].get("frame", 0) == before + 1
 
 
 def speech(frames: int) -> bytes:

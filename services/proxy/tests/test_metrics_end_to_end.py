@@ -25,8 +25,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def metered_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
-    """A proxy of its own, so that its counters count this module's traffic only."""
-    process = ProxyProcess(logs_dir, grpc_addr=real_server.address)
+    """A proxy of its own, so that its counters count this module's traffic only. It sends every frame as
+    an `Infer` call (no streams, no batches), so that the server's per-method counts are exact."""
+    process = ProxyProcess(
+        logs_dir, grpc_addr=real_server.address, args=["--backend-streams", "0", "--max-batch", "1"]
+    )
     process.start().wait_ready(20 * TIME_UNIT)
     try:
         wait_until(lambda: process.health().status == 200, 10 * TIME_UNIT, "the proxy's /health 200")
@@ -123,6 +126,7 @@ def test_after_traffic_both_services_metrics_have_the_values_it_implies(
     assert value(proxy, "lipsync_proxy_request_duration_seconds_count", type="v1_frame") == 5
     assert value(proxy, "lipsync_proxy_request_duration_seconds_sum", type="v1_frame") > 0
     assert value(proxy, "lipsync_proxy_grpc_duration_seconds_count", method="Infer") == 3 + 1 + 1 + 2
+    assert value(proxy, "lipsync_proxy_backend_frames_total", method="Infer") == 3 + 1 + 1 + 2
     assert value(proxy, "lipsync_proxy_grpc_duration_seconds_count", method="GetModelMetadata") == 1
     assert value(proxy, "lipsync_proxy_inflight_requests") == 0
     assert value(proxy, "lipsync_proxy_sessions") == 0

@@ -107,9 +107,20 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     metrics = Metrics()
     provider = deps.tracer_provider
     backend = BackendClient(
-        target, settings.timeout_s, settings.session_timeout_s, metrics, client_interceptors(provider)
+        target,
+        settings.timeout_s,
+        settings.session_timeout_s,
+        metrics,
+        client_interceptors(provider),
+        streams=settings.backend_streams,
+        max_batch=settings.max_batch,
     )
-    monitor = BackendMonitor(backends(addr, resolved), lambda: backend.list_models(probe=True), metrics)
+    monitor = BackendMonitor(
+        backends(addr, resolved),
+        lambda: backend.list_models(probe=True),
+        metrics,
+        on_change=backend.rebalance,
+    )
     tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
     state = ProxyState(settings, backend, metrics, tracer)
     metrics.inflight.set_function(lambda: state.inflight)

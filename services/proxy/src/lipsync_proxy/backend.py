@@ -6,16 +6,16 @@ grpc.health.v1, a backend that is not SERVING or not reachable gets no calls, an
 back gets calls again, without restarting the proxy. The idempotent unary methods are retried on
 UNAVAILABLE (a backend that died under a call), within the call's deadline.
 
-Every call has a deadline (`--timeout`; a speaking session `--session-timeout`). A failed call raises
-:class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call. While tracing
-is on, the channel's interceptors give the calls made inside a request's span a client span
-(`lipsync_proxy.tracing_interceptor`).
+Frames go through `lipsync_proxy.dispatch` (streams while quiet, batches under load) unless their
+request is traced. Every call has a deadline (`--timeout`; a speaking session `--session-timeout`).
+A failed call raises :class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels
+its call. While tracing is on, the channel's interceptors give the calls made inside a request's span
+a client span (`lipsync_proxy.tracing_interceptor`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -24,27 +24,21 @@ from typing import Any
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
-from lipsync_proxy.errors import BackendError
+from lipsync_proxy.dispatch import FrameDispatcher, Metadata, rpc_error
+from lipsync_proxy.errors import BackendError, status_of_number
 from lipsync_proxy.metrics import Metrics
-from lipsync_proxy.wire import WireError, encode_infer_request, infer_response_image
+from lipsync_proxy.wire import INFER_METHOD, SERVICE_NAME, InferReply, WireError, decode_infer_response
 
-SERVICE_NAME = "lipsync.v1.LipSync"
-INFER_METHOD = f"/{SERVICE_NAME}/Infer"
 #: Frames are JPEGs well below this; gRPC's default limit of 4 MiB is too tight for large frames.
 MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
 # gRPC's default reconnect backoff grows to 120 s; a backend that restarts should be used again within
 # about two seconds, and a connection attempt to a dead address every two seconds costs nothing.
 RECONNECT_BACKOFF_MS = (200, 2000)
 
-Metadata = Sequence[tuple[str, str]]
-
-logger = logging.getLogger(__name__)
-_SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
-
 
 def service_config() -> str:
     """The channel's service config: round_robin, health checking, retries of idempotent calls."""
-    idempotent = ["ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio", "Infer"]
+    idempotent = ["ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio", "Infer", "InferBatch"]
     return json.dumps(
         {
             "loadBalancingConfig": [{"round_robin": {}}],
@@ -85,15 +79,6 @@ def untraced() -> Metadata:
     return (("traceparent", f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"),)
 
 
-def _failed(error: grpc.aio.AioRpcError) -> BackendError:
-    """The BackendError of a failed call, its details logged: a server failure at WARNING, the rest
-    (the client's mistakes, an unreachable backend the health monitor reports anyway) at DEBUG."""
-    code = error.code()
-    log = logger.warning if code in _SERVER_FAILURES else logger.debug
-    log("gRPC call failed: %s %s", code.name, error.details())
-    return BackendError.from_rpc_error(error)
-
-
 class BackendClient:
     """Calls to the backends behind one channel target (see `lipsync_proxy.targets`)."""
 
@@ -104,6 +89,8 @@ class BackendClient:
         session_timeout_s: float,
         metrics: Metrics,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        streams: int = 0,
+        max_batch: int = 1,
     ) -> None:
         self.target = target
         self.timeout_s = timeout_s
@@ -112,51 +99,51 @@ class BackendClient:
             target, options=channel_options(balanced=True), interceptors=list(interceptors)
         )
         self._stub = lipsync_pb2_grpc.LipSyncStub(self.channel)
-        # Bytes in, bytes out: the v1 path builds and slices the messages itself (see wire.py).
+        # Bytes in, bytes out: the frame path builds and reads the messages itself (see wire.py).
         self._infer_raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
             INFER_METHOD
         )
-        latency = metrics.grpc_latency
-        self._infer_latency = latency.labels("Infer")
+        self._dispatcher = FrameDispatcher(
+            self.channel, timeout_s, streams, max_batch, metadata=untraced, record=metrics.record_frames
+        )
+        self._record = metrics.record_frames
         self._latency = {
-            name: latency.labels(name)
+            name: metrics.grpc_latency.labels(name)
             for name in ("ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio")
         }
 
-    async def infer_image(self, model_name: str, frame_id: int) -> memoryview:
-        """The JPEG of one lip-synced full frame; raises BackendError."""
-        request = encode_infer_request(model_name.encode(), frame_id)
-        started = time.perf_counter()
+    async def infer(
+        self, request: bytes, metadata: Metadata | None = None, own_call: bool = False
+    ) -> InferReply:
+        """The reply to one serialized `InferRequest`; raises BackendError, the frame's own error too.
+
+        A traced request (`own_call`: the caller's span is recorded, or `metadata` carries the
+        client's trace context) gets a unary call of its own, made in the caller's context so that the
+        call and the server's spans join its trace. Every other frame goes through the dispatcher."""
+        if own_call:
+            started = time.perf_counter()
+            try:
+                reply: bytes = await self._infer_raw(request, timeout=self.timeout_s, metadata=metadata)
+            except grpc.aio.AioRpcError as exc:
+                raise rpc_error(exc) from None
+            finally:
+                self._record("Infer", 1, time.perf_counter() - started)
+        else:
+            reply = await self._dispatcher.infer(request)
         try:
-            reply: bytes = await self._infer_raw(request, timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise _failed(exc) from None
-        finally:
-            self._infer_latency.observe(time.perf_counter() - started)
-        try:
-            image = infer_response_image(reply)
+            decoded = decode_infer_response(reply)
         except WireError as exc:
             raise BackendError(grpc.StatusCode.INTERNAL, f"malformed InferResponse: {exc}") from None
-        if not image:
+        if decoded.error is not None:
+            code, message = decoded.error
+            raise BackendError(status_of_number(code), message)
+        if not decoded.image:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
-        return image
+        return decoded
 
-    async def infer(
-        self, request: lipsync_pb2.InferRequest, metadata: Metadata | None = None
-    ) -> lipsync_pb2.InferResponse:
-        """One lip-synced frame with its bounds and timings; raises BackendError."""
-        started = time.perf_counter()
-        try:
-            reply: lipsync_pb2.InferResponse = await self._stub.Infer(
-                request, timeout=self.timeout_s, metadata=metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _failed(exc) from None
-        finally:
-            self._infer_latency.observe(time.perf_counter() - started)
-        if not reply.image:
-            raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
-        return reply
+    def rebalance(self) -> None:
+        """A backend's health changed: frames stop going to backends by streams opened before."""
+        self._dispatcher.retire_lanes()
 
     async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
         """The models of one backend (round_robin picks which); raises BackendError. A `probe` (the
@@ -169,7 +156,7 @@ class BackendClient:
                     metadata=untraced() if probe else None,
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _failed(exc) from None
+                raise rpc_error(exc) from None
         return list(reply.models)
 
     async def model_info(self, model_name: str) -> lipsync_pb2.ModelInfo:
@@ -180,7 +167,7 @@ class BackendClient:
                     lipsync_pb2.GetModelMetadataRequest(model_name=model_name), timeout=self.timeout_s
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _failed(exc) from None
+                raise rpc_error(exc) from None
         return info
 
     async def video_frame(self, model_name: str, frame_id: int) -> lipsync_pb2.GetVideoFrameResponse:
@@ -192,7 +179,7 @@ class BackendClient:
                     request, timeout=self.timeout_s
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _failed(exc) from None
+                raise rpc_error(exc) from None
         return reply
 
     async def model_audio(self, model_name: str) -> lipsync_pb2.GetModelAudioResponse:
@@ -204,7 +191,7 @@ class BackendClient:
                     request, timeout=self.timeout_s
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _failed(exc) from None
+                raise rpc_error(exc) from None
         return reply
 
     def speak(
@@ -218,4 +205,5 @@ class BackendClient:
 
     async def close(self) -> None:
         """Close the channel, cancelling what is still running on it."""
+        await self._dispatcher.close()
         await self.channel.close()

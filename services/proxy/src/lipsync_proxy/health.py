@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy.backend import SERVICE_NAME, channel_options
+from lipsync_proxy.backend import channel_options
 from lipsync_proxy.errors import BackendError
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.targets import Backend
+from lipsync_proxy.wire import SERVICE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,16 @@ class BackendMonitor:
         backends: Sequence[Backend],
         list_models: Callable[[], Awaitable[list[lipsync_pb2.ModelInfo]]],
         metrics: Metrics,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_change` is called whenever a backend's status changes."""
         self.backends = list(backends)
         self.statuses = {backend.name: UNKNOWN for backend in self.backends}
         self.loaded_models = 0
         self.started_at = time.monotonic()
         self._list_models = list_models
         self._metrics = metrics
+        self._on_change = on_change
         self._channels: list[grpc.aio.Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
@@ -98,6 +102,7 @@ class BackendMonitor:
         self._metrics.backend_serving.labels(backend.name).set(1 if status == SERVING else 0)
         log = logger.info if status == SERVING else logger.warning
         log("backend %s: %s -> %s", backend.name, previous, status)
+        self._on_change()
         if status == SERVING:
             self._refresh.set()
         elif not self.serving:

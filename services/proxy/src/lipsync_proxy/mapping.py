@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy import spans
+from lipsync_proxy import spans, wire
 from lipsync_proxy.errors import OverloadedError, ProxyError
 from lipsync_proxy.metrics import V1_FRAME
 from lipsync_proxy.protocol import json_messages, v1, v2
@@ -84,7 +84,8 @@ async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float)
         )
     called = time.perf_counter()
     try:
-        image = await state.backend.infer_image(request.model_name, request.frame_id)
+        message = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
+        image = (await state.backend.infer(message, own_call=_traced(state))).image
     except ProxyError as exc:
         _count(state, V1_FRAME, exc.code, started)
         return json_messages.error_reply(
@@ -96,6 +97,12 @@ async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float)
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
     return image
+
+
+def _traced(state: ProxyState) -> bool:
+    """Whether the current request's span is recorded: its frame then gets a gRPC call of its own, with
+    a client span and the server's spans in the same trace (lipsync_proxy.backend)."""
+    return state.tracer is not None and trace.get_current_span().is_recording()
 
 
 def _traceparent(state: ProxyState, traceparent: str | None) -> list[tuple[str, str]] | None:
@@ -229,10 +236,11 @@ def proto_mode(mode: OutputMode) -> lipsync_pb2.OutputMode:
     return _PROTO_MODES[mode]
 
 
-def output_mode(reply: lipsync_pb2.InferResponse, requested: OutputMode) -> OutputMode:
-    """The mode of a reply's image; the requested one when the server left it unset."""
+def output_mode(wire_mode: int, requested: OutputMode) -> OutputMode:
+    """The mode of a reply's image (its `output_mode` field); the requested one when the server left it
+    unset."""
     try:
-        return OutputMode.from_wire(reply.output_mode)
+        return OutputMode.from_wire(wire_mode)
     except KeyError:
         return requested
 
@@ -260,14 +268,13 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        reply = await state.backend.infer(
-            lipsync_pb2.InferRequest(
-                model_name=request.model_name,
-                frame_id=request.frame_id,
-                output_mode=proto_mode(request.output_mode),
-            ),
-            metadata=_traceparent(state, request.traceparent),
-        )
+        message = lipsync_pb2.InferRequest(
+            model_name=request.model_name,
+            frame_id=request.frame_id,
+            output_mode=proto_mode(request.output_mode),
+        ).SerializeToString()
+        metadata = _traceparent(state, request.traceparent)
+        reply = await state.backend.infer(message, metadata, own_call=metadata is not None or _traced(state))
     except ProxyError as exc:
         _count(state, "inference", exc.code, started)
         return json_messages.inference_error(
@@ -283,9 +290,9 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
         request.model_name,
         (done - started) * 1000.0,
         reply.image if request.include_image else None,
-        Bounds(*bounds_of(reply)) if reply.HasField("bounds") else None,
-        Timings(*timings_of(reply)) if reply.HasField("timings") else None,
-        output_mode(reply, request.output_mode),
+        Bounds(*reply.bounds()) if reply.has_bounds else None,
+        Timings(*reply.timings()) if reply.has_timings else None,
+        output_mode(reply.output_mode, request.output_mode),
         len(reply.image),
     )
 
@@ -322,7 +329,8 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
             raise overloaded_error(state)
         called = time.perf_counter()
         metadata = _traceparent(state, request.traceparent)
-        reply = await state.backend.infer(infer_request(request), metadata=metadata)
+        message = infer_request(request).SerializeToString()
+        reply = await state.backend.infer(message, metadata, own_call=metadata is not None or _traced(state))
     except ProxyError as exc:
         _count(state, V2_INFER, exc.code, started)
         return v2.encode_error(request.request_id, exc.code, exc.message)
@@ -334,11 +342,11 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
         return v2.encode_frame(
             request.request_id,
             reply.frame_id,
-            output_mode(reply, request.output_mode),
-            bounds_of(reply),
+            output_mode(reply.output_mode, request.output_mode),
+            reply.bounds(),
             reply.width,
             reply.height,
-            timings_of(reply),
+            reply.timings(),
             reply.image,
         )
     except struct.error as exc:

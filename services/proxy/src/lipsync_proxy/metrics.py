@@ -27,6 +27,8 @@ LATENCY_BUCKETS = (
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The `type` label of a v1 binary frame request (JSON requests use their "type").
 V1_FRAME = "v1_frame"
+#: Frames per InferBatch call (`lipsync_proxy.dispatch`).
+BATCH_BUCKETS = (2, 4, 8, 16, 32, 64)
 #: Per session, the share of the frames asked for that were delivered.
 DELIVERY_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -89,6 +91,19 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.backend_frames = Counter(
+            "lipsync_proxy_backend_frames",
+            "Frames the backends answered or failed, by the method that carried them: Infer, InferBatch "
+            "or StreamInfer (a stream carrying one frame at a time)",
+            ["method"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "lipsync_proxy_backend_batch_size",
+            "Frames per InferBatch call",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
 
         self.throttled = Counter(
             "lipsync_proxy_throttled_messages",
@@ -104,6 +119,18 @@ class Metrics:
         # The v1 frame path's children, looked up once: labels() takes a lock and a dict lookup per call.
         self.v1_frames_ok = self.requests.labels(V1_FRAME, "OK")
         self.v1_frame_latency = self.latency.labels(V1_FRAME)
+        self._frame_calls = {
+            method: (self.grpc_latency.labels(method), self.backend_frames.labels(method))
+            for method in ("Infer", "InferBatch", "StreamInfer")
+        }
+
+    def record_frames(self, method: str, frames: int, seconds: float) -> None:
+        """A call (or a stream's exchange) that carried `frames` frames is over after `seconds`."""
+        latency, count = self._frame_calls[method]
+        latency.observe(seconds)
+        count.inc(frames)
+        if method == "InferBatch":
+            self.batch_size.observe(frames)
 
     def count_session(self, requested: int, delivered: int) -> None:
         """Count the frames of a session that has ended."""

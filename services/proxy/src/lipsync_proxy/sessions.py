@@ -210,7 +210,7 @@ class SpeakSession:
             response.audio_time_ms,
             response.end_of_utterance,
             frame.frame_id,
-            output_mode(frame, self.start.output_mode),
+            output_mode(frame.output_mode, self.start.output_mode),
             bounds_of(frame),
             frame.width,
             frame.height,
