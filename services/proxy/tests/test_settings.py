@@ -99,3 +99,17 @@ def test_the_global_cap_cannot_be_below_the_per_connection_one() -> None:
     assert Settings(max_inflight=8, max_inflight_total=4).problems() == [
         "--max-inflight-total 4: must be at least --max-inflight (8)"
     ]
+
+
+def test_the_frame_carriers_are_set_by_flag_or_environment_and_checked() -> None:
+    defaults = settings_from_args([], environ={})
+    assert (defaults.backend_streams, defaults.max_batch) == (4, 16)
+    env = {"PROXY_BACKEND_STREAMS": "0", "PROXY_MAX_BATCH": "1"}
+    from_env = settings_from_args([], environ=env)
+    assert (from_env.backend_streams, from_env.max_batch) == (0, 1)
+    flagged = settings_from_args(["--backend-streams", "8", "--max-batch", "32"], environ=env)
+    assert (flagged.backend_streams, flagged.max_batch) == (8, 32)
+    with pytest.raises(SettingsError) as raised:
+        settings_from_args(["--backend-streams", "-1", "--max-batch", "0"], environ={})
+    assert "--backend-streams -1: must be 0..64" in str(raised.value)
+    assert "--max-batch 0: must be 1..256 (1: no batches)" in str(raised.value)
