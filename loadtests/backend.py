@@ -93,6 +93,7 @@ class BenchmarkBackend:
         self._batch_item = lipsync_pb2.InferBatchResponse(
             responses=[lipsync_pb2.InferResponse.FromString(self._response)]
         ).SerializeToString()
+        self._batches: dict[int, bytes] = {}
         self._model = lipsync_pb2.ModelInfo(
             name=config.model,
             engine="benchmark-double",
@@ -114,7 +115,11 @@ class BenchmarkBackend:
         count = len(lipsync_pb2.InferBatchRequest.FromString(request).requests)
         if self.config.delay_s:
             await asyncio.sleep(self.config.delay_s)
-        return self._batch_item * count
+        response = self._batches.get(count)
+        if response is None:
+            # Serialized once per batch size, as the one-frame response is.
+            response = self._batches[count] = self._batch_item * count
+        return response
 
     async def stream_infer(self, requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
         response = self._response

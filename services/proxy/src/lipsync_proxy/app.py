@@ -21,6 +21,7 @@ from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor
 from lipsync_proxy.http_routes import HttpRoutes
+from lipsync_proxy.memory import malloc_trim, trim_when_idle
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
 from lipsync_proxy.state import ProxyState
@@ -70,6 +71,7 @@ class ProxyApp:
         self.monitor = monitor
         self.server = server
         self._connections = connections
+        self._trimmer = asyncio.create_task(trim_when_idle(state, malloc_trim()), name="trim when idle")
         #: The port the proxy listens on (the one picked when the settings asked for port 0).
         self.port: int = server.sockets[0].getsockname()[1]
 
@@ -90,6 +92,7 @@ class ProxyApp:
         for handler in list(self._connections):
             handler.stop(deadline)
         await self.server.wait_closed()
+        self._trimmer.cancel()
         await self.monitor.close()
         await state.backend.close()
         logger.info("shut down")

@@ -154,8 +154,8 @@ class ConnectionHandler:
         self._state = state
         self._slots = asyncio.Semaphore(state.settings.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
-        # v1: the task of the latest request, which the next one waits for. It holds no reply once
-        # it is done, so an idle connection keeps no frame.
+        # v1: the task of the latest request while it runs, which the next one waits for; dropped when
+        # it is done, so that an idle connection keeps neither a frame nor a finished task.
         self._last: asyncio.Task[None] | None = None
         self._v2_infers: dict[int, asyncio.Task[None]] = {}
         self._sessions: dict[int, tuple[SpeakSession, asyncio.Task[None]]] = {}
@@ -263,6 +263,8 @@ class ConnectionHandler:
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if self._last is task:
+            self._last = None
         self._state.inflight -= 1
         self._slots.release()
 

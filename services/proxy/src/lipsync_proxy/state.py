@@ -31,6 +31,8 @@ class ProxyState:
     #: The tracer of the request and session spans; None while tracing is off.
     tracer: Tracer | None = None
     inflight: int = 0
+    #: Requests read since the start.
+    requests: int = 0
     sessions: int = 0
     draining: bool = False
     #: Whether the per-frame log line is written; decided once so that frames pay nothing when it is off.
@@ -52,6 +54,7 @@ class ProxyState:
         created next for it (which copies the current context) sees the decision as `overloaded`."""
         _admitted.set(self.inflight < self.settings.max_inflight_total)
         self.inflight += 1
+        self.requests += 1
 
     @property
     def overloaded(self) -> bool:
