@@ -1,4 +1,4 @@
-"""`lipsync-proxy`: settings, logging, tracing, uvloop and signals around `create_app`.
+"""`lipsync-proxy`: settings, logging, tracing, uvloop, the heap's policy and signals around `create_app`.
 
 Exit status: 0 after a SIGTERM/SIGINT shutdown; 2 when the proxy cannot start (invalid settings, port
 in use, an unresolvable backend), with one line on stderr saying why.
@@ -19,6 +19,7 @@ from opentelemetry.trace import TracerProvider
 from lipsync_proxy import logs
 from lipsync_proxy.app import Dependencies, create_app
 from lipsync_proxy.errors import StartupError
+from lipsync_proxy.memory import keep_freed_memory
 from lipsync_proxy.settings import Settings, SettingsError, settings_from_args
 from lipsync_proxy.telemetry import tracer_provider
 
@@ -64,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_fail(str(exc)))
     logs.configure(settings.log_level, settings.log_format)
     raise_open_files_limit()
+    if not keep_freed_memory():
+        logger.debug("not glibc: the heap keeps the C library's defaults")
     provider = tracer_provider(settings.tracing)
     try:
         status = uvloop.run(serve(settings, provider))

@@ -4,8 +4,9 @@ A unary `Infer` per frame costs both sides the most: every call opens an HTTP/2 
 and trailers, and the server starts a handler for it. `FrameDispatcher` sends each frame the cheapest
 way that keeps what a unary call guarantees (docs/performance.md, "How the proxy sends frames"):
 
-* Frames are gathered until the event loop's next turn. Nothing waits for more: under load one turn
-  reads many connections, so batches form by themselves, and a quiet proxy sends single frames.
+* A frame with nothing else under way leaves at once. Others are gathered until the event loop's next
+  turn; nothing waits for more: under load one turn reads many connections, so batches form by
+  themselves, and a quiet proxy sends single frames.
 * Several frames go as one `InferBatch` call of at most `--max-batch` frames. The server answers each
   item on its own (a per-item `Error`), so one bad frame fails only itself; the call has the frames'
   deadline, the channel retries it on UNAVAILABLE as it retries `Infer`, and it is cancelled once
@@ -152,6 +153,8 @@ class FrameDispatcher:
         #: Every open lane, free or carrying a frame.
         self._lanes: set[_Lane] = set()
         self._pending: list[_Frame] = []
+        #: Frames whose callers wait for them.
+        self._waiting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -162,9 +165,15 @@ class FrameDispatcher:
             raise BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down")
         loop = asyncio.get_running_loop()
         frame = _Frame(request, loop.create_future(), time.monotonic() + self.timeout_s)
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append(frame)
+        lane = self._take_lane() if self._waiting == 0 else None
+        if lane is not None:
+            # The only frame under way: it leaves now rather than at the loop's next turn.
+            self._start(self._on_lane(lane, frame), frame)
+        else:
+            if not self._pending:
+                loop.call_soon(self._flush)
+            self._pending.append(frame)
+        self._waiting += 1
         try:
             return await frame.future
         except asyncio.CancelledError:
@@ -173,6 +182,8 @@ class FrameDispatcher:
             if frame.work is not None:
                 frame.work.give_up_one()
             raise
+        finally:
+            self._waiting -= 1
 
     # --- lanes ------------------------------------------------------------------------------------
 
@@ -212,14 +223,17 @@ class FrameDispatcher:
         except TimeoutError:
             # Cancelling the stream cancels exactly this frame at the server, as a unary deadline does.
             self._drop(lane)
+            self._record("StreamInfer", 1, time.perf_counter() - started)
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
         except asyncio.CancelledError:
             # The frame was given up (its client went away, a CANCEL, shutdown).
             self._drop(lane)
+            self._record("StreamInfer", 1, time.perf_counter() - started)
             raise
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            # The stream failed (its backend went away or is stopping), or write() found it ended.
+            # The stream failed (its backend went away or is stopping), or write() found it ended: the
+            # frame is sent again (and counted) as a unary call.
             logger.debug("a backend stream failed, its frame goes as a unary call: %s", exc)
             self._drop(lane)
             await self._unary(frame)

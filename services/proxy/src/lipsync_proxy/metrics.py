@@ -93,8 +93,9 @@ class Metrics:
         )
         self.backend_frames = Counter(
             "lipsync_proxy_backend_frames",
-            "Frames the backends answered or failed, by the method that carried them: Infer, InferBatch "
-            "or StreamInfer (a stream carrying one frame at a time)",
+            "Frames sent to the backends, by the method that carried them: Infer, InferBatch or "
+            "StreamInfer (a stream carrying one frame at a time); a frame whose stream failed counts once, "
+            "as the Infer that sent it again",
             ["method"],
             registry=r,
         )
