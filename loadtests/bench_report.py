@@ -194,7 +194,9 @@ def proxy_section(results: Results) -> str:
         " a fixed delay per frame), side by side in one run with the two direct baselines: a client making"
         " one unary `Infer` per frame, and a client with one `StreamInfer` stream per connection."
         " C connections, one request outstanding on each. CPU is user + system time from /proc over the"
-        " measured window, divided by the frames; × is frames/s relative to direct unary at the same C.",
+        " measured window, divided by the frames; × is frames/s relative to direct unary at the same C."
+        f" Each row is the median run (by frames/s) of {results.get('settings', {}).get('rounds', 1)}, the"
+        " four clients taking turns.",
     ]
     for delay in sorted({run.get("labels", {}).get("delay_ms", 0.0) for run in runs}):
         rows = []

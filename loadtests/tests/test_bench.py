@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from loadtests import bench
-from loadtests.bench import BenchSettings, merged
+from loadtests.bench import BenchSettings, median_run, merged
+from loadtests.stats import RunResult
 
 from .test_bench_report import RESULTS
 
@@ -28,6 +29,7 @@ def test_a_run_of_some_sections_keeps_the_figures_of_the_others() -> None:
 def test_the_quick_pass_shortens_every_measurement() -> None:
     full, quick = BenchSettings(), BenchSettings().quick()
     assert quick.duration_s < full.duration_s
+    assert quick.rounds < full.rounds
     assert quick.idle_connections < full.idle_connections
     assert quick.server_duration_s < full.server_duration_s
     assert quick.proxy_viewers.step_s < full.proxy_viewers.step_s
@@ -52,3 +54,14 @@ def test_a_saved_results_file_is_rendered_into_the_document_keeping_other_sectio
     for key in ("machine", "targets", "proxy", "idle"):
         assert f"<!-- bench:{key} -->" in text
     assert "<!-- bench:server -->" not in text, "only the sections asked for, with machine and targets"
+
+
+def run_at(frames_per_s: float) -> RunResult:
+    return RunResult("proxy v1", "ws", 64, 1, 1.0, [1.0] * int(frames_per_s), {}, 0)
+
+
+def test_a_row_is_the_median_run_by_frames_per_second() -> None:
+    runs = [run_at(5000), run_at(3000), run_at(4000)]
+    assert median_run(runs).frames_per_s == 4000
+    assert median_run([run_at(2), run_at(1)]).frames_per_s == 1
+    assert median_run([run_at(7)]).frames_per_s == 7
