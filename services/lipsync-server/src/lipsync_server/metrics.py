@@ -62,6 +62,14 @@ class ServerMetrics:
         self.batch_size = Histogram(
             "lipsync_server_batch_size", "Frames per engine call", buckets=(1, 2, 4, 8, 16, 32), registry=r
         )
+        # A failed item of a batch or stream leaves its call OK: without this, a proxy that batches
+        # would hide every refused or bad frame from `requests`.
+        self.item_errors = Counter(
+            "lipsync_server_item_errors",
+            "Items of InferBatch and StreamInfer answered with an Error, not a frame, by method and code",
+            ["method", "code"],
+            registry=r,
+        )
         self.models = Gauge("lipsync_server_models", "Models by state", ["state"], registry=r)
         self.queued = Gauge(
             "lipsync_server_queued_frames", "Frames accepted and not yet rendered", registry=r

@@ -64,11 +64,12 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
         response.timings.queue_ms = max(0.0, (time.perf_counter() - start) * 1000 - frame.timings.total_ms)
         return response
 
-    async def _infer_item(self, request: pb.InferRequest) -> pb.InferResponse:
-        """One frame of a batch or stream: a failure becomes the response's Error."""
+    async def _infer_item(self, method: str, request: pb.InferRequest) -> pb.InferResponse:
+        """One frame of a batch or stream: a failure becomes the response's Error (and is counted)."""
         try:
             return await self._render_one(request)
         except LipsyncError as error:
+            self._core.metrics.item_errors.labels(method, status_for(error).name).inc()
             return error_response(request, error)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
@@ -111,7 +112,9 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
         async with self._rpc("InferBatch", context):
             self._core.check_batch(len(request.requests), "InferBatch")
             start = time.perf_counter()
-            responses = await asyncio.gather(*(self._infer_item(item) for item in request.requests))
+            responses = await asyncio.gather(
+                *(self._infer_item("InferBatch", item) for item in request.requests)
+            )
             return pb.InferBatchResponse(responses=responses, total_ms=(time.perf_counter() - start) * 1000)
 
     async def StreamInfer(
@@ -123,7 +126,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
             async def read() -> None:
                 try:
                     async for item in request_iterator:
-                        await pending.put(asyncio.create_task(self._infer_item(item)))
+                        await pending.put(asyncio.create_task(self._infer_item("StreamInfer", item)))
                 finally:
                     await pending.put(None)
 

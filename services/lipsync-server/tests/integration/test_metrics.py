@@ -60,13 +60,21 @@ def test_after_traffic_every_metric_has_the_values_the_traffic_implies(server: S
                 pb.InferRequest(model_name=MODEL, frame_id=i, output_mode=pb.OUTPUT_MODE_FACE_CROP)
                 for i in range(4)
             ]
+            + [pb.InferRequest(model_name="nobody", frame_id=0)]
         )
-        assert len(list(stub.StreamInfer(stream, timeout=10 * TIME_UNIT))) == 4
+        assert len(list(stub.StreamInfer(stream, timeout=10 * TIME_UNIT))) == 5
+        batch = [pb.InferRequest(model_name=MODEL, frame_id=f) for f in (999, 998)]
+        reply = stub.InferBatch(pb.InferBatchRequest(requests=batch), timeout=10 * TIME_UNIT)
+        assert all(item.HasField("error") for item in reply.responses)
     samples = scrape(server)
 
     assert value(samples, "lipsync_server_requests_total", method="Infer", code="OK") == 5
     assert value(samples, "lipsync_server_requests_total", method="Infer", code="OUT_OF_RANGE") == 1
     assert value(samples, "lipsync_server_requests_total", method="StreamInfer", code="OK") == 1
+    # The failed items of a stream and a batch whose calls succeeded.
+    assert value(samples, "lipsync_server_requests_total", method="InferBatch", code="OK") == 1
+    assert value(samples, "lipsync_server_item_errors_total", method="StreamInfer", code="NOT_FOUND") == 1
+    assert value(samples, "lipsync_server_item_errors_total", method="InferBatch", code="OUT_OF_RANGE") == 2
     assert value(samples, "lipsync_server_request_duration_seconds_count", method="Infer") == 6
     assert value(samples, "lipsync_server_request_duration_seconds_sum", method="Infer") > 0
     assert value(samples, "lipsync_server_frames_total", model=MODEL, output_mode="full_frame") == 5
