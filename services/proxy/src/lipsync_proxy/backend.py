@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
-from lipsync_proxy.dispatch import FrameDispatcher, Metadata, rpc_error
+from lipsync_proxy.dispatch import FrameDispatcher, Metadata, failure, rpc_error
 from lipsync_proxy.errors import BackendError, status_of_number
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.wire import INFER_METHOD, SERVICE_NAME, InferReply, WireError, decode_infer_response
@@ -136,7 +136,7 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, f"malformed InferResponse: {exc}") from None
         if decoded.error is not None:
             code, message = decoded.error
-            raise BackendError(status_of_number(code), message)
+            raise failure(status_of_number(code), message)
         if not decoded.image:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return decoded

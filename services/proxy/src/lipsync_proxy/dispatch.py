@@ -67,10 +67,15 @@ _SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
 def rpc_error(error: grpc.aio.AioRpcError) -> BackendError:
     """The BackendError of a failed call, its details logged: a server failure at WARNING, the rest
     (the client's mistakes, an unreachable backend the health monitor reports anyway) at DEBUG."""
-    code = error.code()
+    return failure(error.code(), error.details() or "")
+
+
+def failure(code: grpc.StatusCode, details: str) -> BackendError:
+    """The BackendError of a failed call or of a frame's own Error in a batch or stream, logged as
+    `rpc_error` says."""
     log = logger.warning if code in _SERVER_FAILURES else logger.debug
-    log("gRPC call failed: %s %s", code.name, error.details())
-    return BackendError.from_rpc_error(error)
+    log("gRPC call failed: %s %s", code.name, details)
+    return BackendError(code, details)
 
 
 class _Work:
