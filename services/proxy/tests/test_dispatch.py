@@ -159,10 +159,10 @@ async def backend_client(
 
 
 async def error_of(
-    client: BackendClient, frame_id: int, model: str = "demo", own_call: bool = False
+    client: BackendClient, frame_id: int, model: str = "demo", traced: bool = False
 ) -> tuple[str, str]:
     with pytest.raises(BackendError) as failed:
-        await client.infer(request(frame_id, model), own_call=own_call)
+        await client.infer(request(frame_id, model), traced=traced)
     return failed.value.code, failed.value.message
 
 
@@ -176,9 +176,7 @@ async def test_a_frame_error_reads_exactly_as_from_its_own_unary_call(
 ) -> None:
     client = await backend_client(double, **carrier)
     for frame_id, model in [(5000, "demo"), (1, "nobody")]:
-        assert await error_of(client, frame_id, model) == await error_of(
-            client, frame_id, model, own_call=True
-        )
+        assert await error_of(client, frame_id, model) == await error_of(client, frame_id, model, traced=True)
     # And in a batch.
     batch = await asyncio.gather(
         *(client.infer(request(f, m)) for f, m in [(1, "demo"), (5000, "demo"), (1, "nobody")]),
@@ -187,8 +185,8 @@ async def test_a_frame_error_reads_exactly_as_from_its_own_unary_call(
     assert bytes(batch[0].image)[:2] == b"\xff\xd8"  # type: ignore[union-attr]
     codes = [(e.code, e.message) for e in batch[1:] if isinstance(e, BackendError)]
     assert codes == [
-        await error_of(client, 5000, own_call=True),
-        await error_of(client, 1, "nobody", own_call=True),
+        await error_of(client, 5000, traced=True),
+        await error_of(client, 1, "nobody", traced=True),
     ]
     await client.close()
 
@@ -201,7 +199,7 @@ async def test_a_frame_past_its_deadline_fails_as_a_unary_call_does_and_is_cance
     results = await asyncio.gather(
         *(client.infer(request(SLOW + i)) for i in range(together)), return_exceptions=True
     )
-    unary = await error_of(client, SLOW, own_call=True)
+    unary = await error_of(client, SLOW, traced=True)
     assert unary[0] == "DEADLINE_EXCEEDED"
     assert [(e.code, e.message) for e in results if isinstance(e, BackendError)] == [unary] * together
     servicer = double.servicer

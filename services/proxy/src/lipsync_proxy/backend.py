@@ -113,14 +113,14 @@ class BackendClient:
         }
 
     async def infer(
-        self, request: bytes, metadata: Metadata | None = None, own_call: bool = False
+        self, request: bytes, metadata: Metadata | None = None, traced: bool = False
     ) -> InferReply:
         """The reply to one serialized `InferRequest`; raises BackendError, the frame's own error too.
 
-        A traced request (`own_call`: the caller's span is recorded, or `metadata` carries the
-        client's trace context) gets a unary call of its own, made in the caller's context so that the
+        A traced frame (`traced`: the caller's span is recorded) or one whose `metadata` carries the
+        client's trace context gets a unary call of its own, made in the caller's context so that the
         call and the server's spans join its trace. Every other frame goes through the dispatcher."""
-        if own_call:
+        if traced or metadata is not None:
             started = time.perf_counter()
             try:
                 reply: bytes = await self._infer_raw(request, timeout=self.timeout_s, metadata=metadata)

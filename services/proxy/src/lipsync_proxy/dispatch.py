@@ -102,7 +102,7 @@ class _Frame:
     def __init__(self, request: bytes, future: asyncio.Future[bytes], deadline: float) -> None:
         self.request = request
         self.future = future
-        #: time.monotonic() by which it must be answered.
+        #: The event loop's time by which it must be answered.
         self.deadline = deadline
         #: What is sending it, once something is.
         self.work: _Work | None = None
@@ -169,7 +169,7 @@ class FrameDispatcher:
         if self._closed:
             raise BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down")
         loop = asyncio.get_running_loop()
-        frame = _Frame(request, loop.create_future(), time.monotonic() + self.timeout_s)
+        frame = _Frame(request, loop.create_future(), loop.time() + self.timeout_s)
         lane = self._take_lane() if self._waiting == 0 else None
         if lane is not None:
             # The only frame under way: it leaves now rather than at the loop's next turn.
@@ -222,7 +222,7 @@ class FrameDispatcher:
         call = lane.call
         started = time.perf_counter()
         try:
-            async with asyncio.timeout_at(self._loop_time(frame.deadline)):
+            async with asyncio.timeout_at(frame.deadline):
                 await call.write(frame.request)
                 reply = await call.read()
         except TimeoutError:
@@ -297,7 +297,7 @@ class FrameDispatcher:
 
     async def _batch(self, frames: list[_Frame]) -> None:
         request = encode_batch([frame.request for frame in frames])
-        timeout = max(0.0, min(frame.deadline for frame in frames) - time.monotonic())
+        timeout = max(0.0, min(frame.deadline for frame in frames) - asyncio.get_running_loop().time())
         started = time.perf_counter()
         try:
             try:
@@ -330,7 +330,7 @@ class FrameDispatcher:
             frame.resolve(bytes(item))
 
     async def _unary(self, frame: _Frame) -> None:
-        timeout = frame.deadline - time.monotonic()
+        timeout = frame.deadline - asyncio.get_running_loop().time()
         if timeout <= 0:
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
@@ -368,11 +368,6 @@ class FrameDispatcher:
                     frame.fail(BackendError(grpc.StatusCode.INTERNAL, "the proxy failed to send the frame"))
 
         task.add_done_callback(done)
-
-    @staticmethod
-    def _loop_time(deadline: float) -> float:
-        """A time.monotonic() deadline on the running loop's clock."""
-        return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
     async def close(self) -> None:
         """Give up every frame and stream still under way."""

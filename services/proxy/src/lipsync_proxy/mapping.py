@@ -85,7 +85,7 @@ async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float)
     called = time.perf_counter()
     try:
         message = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
-        image = (await state.backend.infer(message, own_call=_traced(state))).image
+        image = (await state.backend.infer(message, traced=_traced(state))).image
     except ProxyError as exc:
         _count(state, V1_FRAME, exc.code, started)
         return json_messages.error_reply(
@@ -274,7 +274,7 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
             output_mode=proto_mode(request.output_mode),
         ).SerializeToString()
         metadata = _traceparent(state, request.traceparent)
-        reply = await state.backend.infer(message, metadata, own_call=metadata is not None or _traced(state))
+        reply = await state.backend.infer(message, metadata, traced=_traced(state))
     except ProxyError as exc:
         _count(state, "inference", exc.code, started)
         return json_messages.inference_error(
@@ -330,7 +330,7 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
         called = time.perf_counter()
         metadata = _traceparent(state, request.traceparent)
         message = infer_request(request).SerializeToString()
-        reply = await state.backend.infer(message, metadata, own_call=metadata is not None or _traced(state))
+        reply = await state.backend.infer(message, metadata, traced=_traced(state))
     except ProxyError as exc:
         _count(state, V2_INFER, exc.code, started)
         return v2.encode_error(request.request_id, exc.code, exc.message)

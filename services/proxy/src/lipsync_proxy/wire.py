@@ -175,34 +175,23 @@ class InferReply(NamedTuple):
 def decode_infer_response(data: bytes | memoryview) -> InferReply:
     """The fields of a serialized `InferResponse` the proxy forwards; WireError when malformed.
 
-    As protobuf parsers do, the last occurrence of a scalar field wins and unknown fields are skipped.
-    One pass over the top-level fields, without a list of them: this runs for every frame."""
-    view = memoryview(data)
+    As protobuf parsers do, the last occurrence of a scalar field wins and unknown fields are skipped."""
     frame_id = output_mode = width = height = 0
     image = _EMPTY
     error: tuple[int, str] | None = None
-    bounds: tuple[memoryview, ...] = ()
-    timings: tuple[memoryview, ...] = ()
-    pos = 0
-    end = len(view)
-    while pos < end:
-        key, pos = _read_varint(view, pos)
-        field, wire_type = key >> 3, key & 7
+    bounds: list[memoryview] = []
+    timings: list[memoryview] = []
+    for field, wire_type, value, view in _fields(data):
         if wire_type == 2:
-            size, pos = _read_varint(view, pos)
-            if pos + size > end:
-                raise WireError("a field runs past the end of the message")
             if field == _IMAGE:
-                image = view[pos : pos + size]
+                image = view
             elif field == _BOUNDS:
-                bounds += (view[pos : pos + size],)
+                bounds.append(view)
             elif field == _TIMINGS:
-                timings += (view[pos : pos + size],)
+                timings.append(view)
             elif field == _ERROR:
-                error = _merge_error(error, view[pos : pos + size])
-            pos += size
+                error = _merge_error(error, view)
         elif wire_type == 0:
-            value, pos = _read_varint(view, pos)
             if field == _FRAME_ID:
                 frame_id = _int32(value)
             elif field == _OUTPUT_MODE:
@@ -211,13 +200,7 @@ def decode_infer_response(data: bytes | memoryview) -> InferReply:
                 width = _int32(value)
             elif field == _HEIGHT:
                 height = _int32(value)
-        elif wire_type in (1, 5):
-            pos += 8 if wire_type == 1 else 4
-            if pos > end:
-                raise WireError("a fixed-size field runs past the end of the message")
-        else:
-            raise WireError(f"unsupported wire type {wire_type}")
-    return InferReply(frame_id, output_mode, image, width, height, error, bounds, timings)
+    return InferReply(frame_id, output_mode, image, width, height, error, tuple(bounds), tuple(timings))
 
 
 def _merge_error(previous: tuple[int, str] | None, data: memoryview) -> tuple[int, str]:
