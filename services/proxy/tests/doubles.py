@@ -75,6 +75,9 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         # Streams the client ended itself (half-closed), as the proxy retires a stream.
         self.completed: Counter[str] = Counter()
         self.batch_sizes: list[int] = []
+        # The user-agent of each InferBatch call: grpc's ("grpc-python-asyncio/…") or that of
+        # the proxy's own HTTP/2 connections ("lipsync-proxy").
+        self.batch_agents: list[str] = []
         # When set, StreamInfer fails with this status at its first request.
         self.fail_streams: grpc.StatusCode | None = None
 
@@ -193,6 +196,8 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
 
         async def work() -> lipsync_pb2.InferBatchResponse:
             self.batch_sizes.append(len(request.requests))
+            metadata = dict(context.invocation_metadata() or ())
+            self.batch_agents.append(str(metadata.get("user-agent", "")))
             responses = await asyncio.gather(*(self._render(item) for item in request.requests))
             return lipsync_pb2.InferBatchResponse(responses=responses)
 

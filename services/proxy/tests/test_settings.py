@@ -59,6 +59,12 @@ def test_quiet_frames_is_a_switch() -> None:
     assert not settings_from_args([], environ={"PROXY_QUIET_FRAMES": "0"}).quiet_frames
 
 
+def test_batches_take_the_own_connections_unless_grpc_batches_is_set() -> None:
+    assert not settings_from_args([], environ={}).grpc_batches
+    assert settings_from_args(["--grpc-batches"], environ={}).grpc_batches
+    assert settings_from_args([], environ={"PROXY_GRPC_BATCHES": "true"}).grpc_batches
+
+
 def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as raised:
         settings_from_args(
@@ -78,7 +84,7 @@ def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> Non
                 "--allowed-origins",
                 "example.com",
             ],
-            environ={"PROXY_QUIET_FRAMES": "maybe"},
+            environ={"PROXY_QUIET_FRAMES": "maybe", "PROXY_GRPC_BATCHES": "often"},
         )
     message = str(raised.value)
     assert "\n" not in message
@@ -91,6 +97,7 @@ def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> Non
         "--log-level 'loud'",
         "--allowed-origins 'example.com': must be * or scheme://host[:port]",
         "PROXY_QUIET_FRAMES 'maybe'",
+        "PROXY_GRPC_BATCHES 'often'",
     ):
         assert problem in message
 

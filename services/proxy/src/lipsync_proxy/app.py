@@ -17,6 +17,7 @@ from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
+from lipsync_proxy.backend_connections import BackendConnections
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor
@@ -109,6 +110,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     target = channel_target(addr, resolved)
     metrics = Metrics()
     provider = deps.tracer_provider
+    watched = backends(addr, resolved)
     backend = BackendClient(
         target,
         settings.timeout_s,
@@ -117,9 +119,10 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         client_interceptors(provider),
         streams=settings.backend_streams,
         max_batch=settings.max_batch,
+        connections=None if settings.grpc_batches else BackendConnections(watched),
     )
     monitor = BackendMonitor(
-        backends(addr, resolved),
+        watched,
         lambda: backend.list_models(probe=True),
         metrics,
         on_change=backend.rebalance,

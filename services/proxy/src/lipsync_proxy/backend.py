@@ -6,7 +6,8 @@ grpc.health.v1, a backend that is not SERVING or not reachable gets no calls, an
 back gets calls again, without restarting the proxy. The idempotent unary methods are retried on
 UNAVAILABLE (a backend that died under a call), within the call's deadline.
 
-Frames go through `lipsync_proxy.dispatch` (streams while quiet, batches under load) unless their
+Frames go through `lipsync_proxy.dispatch` (streams while quiet, batches under load, on the proxy's
+own HTTP/2 connections where it can have them: `lipsync_proxy.backend_connections`) unless their
 request is traced. Every call has a deadline (`--timeout`; a speaking session `--session-timeout`).
 A failed call raises :class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels
 its call. While tracing is on, the channel's interceptors give the calls made inside a request's span
@@ -24,6 +25,7 @@ from typing import Any
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
+from lipsync_proxy.backend_connections import BackendConnections
 from lipsync_proxy.dispatch import FrameDispatcher, Metadata, failure, rpc_error
 from lipsync_proxy.errors import BackendError, status_of_number
 from lipsync_proxy.metrics import Metrics
@@ -91,7 +93,9 @@ class BackendClient:
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         streams: int = 0,
         max_batch: int = 1,
+        connections: BackendConnections | None = None,
     ) -> None:
+        """`connections`: the proxy's own HTTP/2 connections that frame batches take when they can."""
         self.target = target
         self.timeout_s = timeout_s
         self.session_timeout_s = session_timeout_s
@@ -104,8 +108,15 @@ class BackendClient:
             INFER_METHOD
         )
         self._dispatcher = FrameDispatcher(
-            self.channel, timeout_s, streams, max_batch, metadata=untraced, record=metrics.record_frames
+            self.channel,
+            timeout_s,
+            streams,
+            max_batch,
+            metadata=untraced,
+            record=metrics.record_frames,
+            connections=connections,
         )
+        self._connections = connections
         self._record = metrics.record_frames
         self._latency = {
             name: metrics.grpc_latency.labels(name)
@@ -141,9 +152,12 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return decoded
 
-    def rebalance(self) -> None:
-        """A backend's health changed: frames stop going to backends by streams opened before."""
+    def rebalance(self, name: str, serving: bool) -> None:
+        """Backend `name` turned SERVING (`serving`) or stopped serving: frames stop going to backends
+        by streams opened before, and batches go on its own connection only while it serves."""
         self._dispatcher.retire_lanes()
+        if self._connections is not None:
+            self._connections.set_serving(name, serving)
 
     async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
         """The models of one backend (round_robin picks which); raises BackendError. A `probe` (the
@@ -206,4 +220,6 @@ class BackendClient:
     async def close(self) -> None:
         """Close the channel, cancelling what is still running on it."""
         await self._dispatcher.close()
+        if self._connections is not None:
+            await self._connections.close()
         await self.channel.close()

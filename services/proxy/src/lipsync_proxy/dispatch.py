@@ -9,9 +9,12 @@ way that keeps what a unary call guarantees (docs/performance.md, "How the proxy
   themselves, and a quiet proxy sends single frames.
 * Several frames go as one `InferBatch` call of at most `--max-batch` frames. The server answers each
   item on its own (a per-item `Error`), so one bad frame fails only itself; the call has the frames'
-  deadline, the channel retries it on UNAVAILABLE as it retries `Infer`, and it is cancelled once
-  every frame in it has been given up. Each frame gets a copy of its item, so that a client that
-  reads slowly holds its own frame, not its whole batch.
+  deadline, and it is cancelled once every frame in it has been given up. Each frame gets a copy of
+  its item, so that a client that reads slowly holds its own frame, not its whole batch. A batch
+  goes on the proxy's own HTTP/2 connection to a SERVING backend when there is one
+  (`lipsync_proxy.backend_connections`: grpc.aio's threads and copies cost a fifth of the proxy's
+  CPU per frame under load); one that backend never took (it refused the stream or was going away)
+  goes again through grpc.aio, whose channel also retries it on UNAVAILABLE as it retries `Infer`.
 * A lone frame goes on a free lane: one of up to `--backend-streams` `StreamInfer` streams kept open,
   each carrying ONE frame at a time. One message each way is about 0.25 ms quicker than a unary call
   here. One frame per lane keeps the unary call's guarantees: no frame waits behind another (a stream
@@ -40,7 +43,9 @@ from typing import Any
 
 import grpc
 
+from lipsync_proxy.backend_connections import BackendConnections
 from lipsync_proxy.errors import BackendError
+from lipsync_proxy.http2 import CallError
 from lipsync_proxy.wire import (
     INFER_BATCH_METHOD,
     INFER_METHOD,
@@ -138,15 +143,18 @@ class FrameDispatcher:
         max_batch: int,
         metadata: Callable[[], Metadata],
         record: Callable[[str, int, float], None] = lambda method, frames, seconds: None,
+        connections: BackendConnections | None = None,
     ) -> None:
         """`metadata` gives each call's metadata; `record(method, frames, seconds)` is told of every
         exchange once it is over: the method ("Infer", "InferBatch" or "StreamInfer" for a frame on a
-        lane), the frames it carried and how long it took."""
+        lane), the frames it carried and how long it took. Batches go on `connections` when one is
+        ready, else through the channel."""
         self.timeout_s = timeout_s
         self.streams = streams
         self.max_batch = max_batch
         self._metadata = metadata
         self._record = record
+        self._connections = connections
         self._infer: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER_METHOD)
         self._infer_batch: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
             INFER_BATCH_METHOD
@@ -297,18 +305,17 @@ class FrameDispatcher:
 
     async def _batch(self, frames: list[_Frame]) -> None:
         request = encode_batch([frame.request for frame in frames])
-        timeout = max(0.0, min(frame.deadline for frame in frames) - asyncio.get_running_loop().time())
+        deadline = min(frame.deadline for frame in frames)
         started = time.perf_counter()
         try:
             try:
-                reply: bytes = await self._infer_batch(request, timeout=timeout, metadata=self._metadata())
+                reply = await self._send_batch(request, deadline)
             finally:
                 self._record("InferBatch", len(frames), time.perf_counter() - started)
             items = split_batch(reply)
-        except grpc.aio.AioRpcError as exc:
-            error = rpc_error(exc)
+        except BackendError as exc:
             for frame in frames:
-                frame.fail(error)
+                frame.fail(exc)
             return
         except ValueError as exc:
             error = BackendError(grpc.StatusCode.INTERNAL, f"malformed InferBatchResponse: {exc}")
@@ -328,6 +335,37 @@ class FrameDispatcher:
             # the slowest of its clients takes to read its frame (found by the fault suite: 40 clients
             # that stop reading pinned 86 MiB instead of their own 34).
             frame.resolve(bytes(item))
+
+    async def _send_batch(self, request: bytes, deadline: float) -> bytes | bytearray:
+        """The serialized `InferBatchResponse` of one call; raises BackendError."""
+        loop = asyncio.get_running_loop()
+        connection = self._connections.pick() if self._connections else None
+        started = None
+        if connection is not None:
+            started = connection.call(INFER_BATCH_METHOD, self._metadata(), deadline - loop.time(), request)
+        if started is not None:
+            assert connection is not None
+            stream_id, reply = started
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await reply
+            except TimeoutError:
+                connection.cancel(stream_id)
+                raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            except asyncio.CancelledError:
+                connection.cancel(stream_id)
+                raise
+            except CallError as exc:
+                if not exc.retriable:
+                    raise failure(exc.code, exc.details) from None
+                # No server took it: it goes again, as grpc's channel would send it again.
+                logger.debug("a backend did not take a batch, it goes through grpc: %s", exc)
+        timeout = max(0.0, deadline - loop.time())
+        try:
+            grpc_reply: bytes = await self._infer_batch(request, timeout=timeout, metadata=self._metadata())
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc) from None
+        return grpc_reply
 
     async def _unary(self, frame: _Frame) -> None:
         timeout = frame.deadline - asyncio.get_running_loop().time()

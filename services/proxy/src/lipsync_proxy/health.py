@@ -46,9 +46,10 @@ class BackendMonitor:
         backends: Sequence[Backend],
         list_models: Callable[[], Awaitable[list[lipsync_pb2.ModelInfo]]],
         metrics: Metrics,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[str, bool], None] = lambda name, serving: None,
     ) -> None:
-        """`on_change` is called whenever a backend's status changes."""
+        """`on_change(name, serving)` is called whenever a backend's status changes: whether backend
+        `name` is now SERVING."""
         self.backends = list(backends)
         self.statuses = {backend.name: UNKNOWN for backend in self.backends}
         self.loaded_models = 0
@@ -102,7 +103,7 @@ class BackendMonitor:
         self._metrics.backend_serving.labels(backend.name).set(1 if status == SERVING else 0)
         log = logger.info if status == SERVING else logger.warning
         log("backend %s: %s -> %s", backend.name, previous, status)
-        self._on_change()
+        self._on_change(backend.name, status == SERVING)
         if status == SERVING:
             self._refresh.set()
         elif not self.serving:

@@ -54,6 +54,8 @@ class Settings:
     # Frames to the backends (lipsync_proxy.dispatch): StreamInfer lanes kept open, frames per InferBatch.
     backend_streams: int = 4
     max_batch: int = 16
+    # Batches through grpc.aio only, never on the proxy's own HTTP/2 connections (backend_connections).
+    grpc_batches: bool = False
     session_timeout_s: float = 3600.0
     max_message_size: int = 1 << 20
     ping_interval_s: float = 20.0
@@ -159,6 +161,12 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
         help="StreamInfer streams kept open for frames, one frame on each at a time (default 4; 0: none)",
     )
     add("--max-batch", help="frames per InferBatch call under load (default 16; 1: no batches)")
+    add(
+        "--grpc-batches",
+        action="store_true",
+        default=None,
+        help="send frame batches through grpc only, not on the proxy's own HTTP/2 connections",
+    )
     add("--session-timeout", help="deadline of a v2 speaking session's gRPC stream, seconds (default 3600)")
     add("--max-message-size", help="largest inbound WebSocket message, bytes (default 1048576)")
     add(
@@ -196,6 +204,7 @@ _ENV = {
     "timeout": "PROXY_TIMEOUT",
     "backend_streams": "PROXY_BACKEND_STREAMS",
     "max_batch": "PROXY_MAX_BATCH",
+    "grpc_batches": "PROXY_GRPC_BATCHES",
     "session_timeout": "PROXY_SESSION_TIMEOUT",
     "max_message_size": "PROXY_MAX_MESSAGE_SIZE",
     "ping_interval": "PROXY_PING_INTERVAL",
@@ -234,13 +243,15 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
             problems.append(f"{flag} {raw[name]!r}: not {'an integer' if kind is int else 'a number'}")
             return default
 
-    quiet = defaults.quiet_frames
-    if "quiet_frames" in raw:
-        parsed = _env_bool(raw["quiet_frames"])
+    def boolean(name: str, default: bool) -> bool:
+        if name not in raw:
+            return default
+        parsed = _env_bool(raw[name])
         if parsed is None:
-            problems.append(f"PROXY_QUIET_FRAMES {raw['quiet_frames']!r}: must be true or false")
-        else:
-            quiet = parsed
+            problems.append(f"{_ENV[name]} {raw[name]!r}: must be true or false")
+            return default
+        return parsed
+
     static_dir = Path(raw["static_dir"]) if "static_dir" in raw else checkout_static_dir()
     origins = tuple(o.strip() for o in raw.get("allowed_origins", "").split(",") if o.strip())
     settings = Settings(
@@ -256,6 +267,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
         timeout_s=number("timeout", "--timeout", float, defaults.timeout_s),
         backend_streams=int(number("backend_streams", "--backend-streams", int, defaults.backend_streams)),
         max_batch=int(number("max_batch", "--max-batch", int, defaults.max_batch)),
+        grpc_batches=boolean("grpc_batches", defaults.grpc_batches),
         session_timeout_s=number("session_timeout", "--session-timeout", float, defaults.session_timeout_s),
         max_message_size=int(
             number("max_message_size", "--max-message-size", int, defaults.max_message_size)
@@ -277,7 +289,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
         client_address_header=raw.get("client_address_header", defaults.client_address_header),
         log_level=raw.get("log_level", defaults.log_level).lower(),
         log_format=raw.get("log_format", defaults.log_format).lower(),
-        quiet_frames=quiet,
+        quiet_frames=boolean("quiet_frames", defaults.quiet_frames),
         tracing=tracing_settings(env, problems),
     )
     problems += settings.problems()

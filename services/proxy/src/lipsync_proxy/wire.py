@@ -88,7 +88,7 @@ _EMPTY = memoryview(b"")
 _Field = tuple[int, int, int, memoryview]
 
 
-def _fields(data: bytes | memoryview) -> list[_Field]:
+def _fields(data: bytes | bytearray | memoryview) -> list[_Field]:
     """Every field of a message, in order."""
     view = memoryview(data)
     fields: list[_Field] = []
@@ -117,7 +117,7 @@ def _fields(data: bytes | memoryview) -> list[_Field]:
     return fields
 
 
-def split_batch(data: bytes) -> list[memoryview]:
+def split_batch(data: bytes | bytearray) -> list[memoryview]:
     """The serialized `InferResponse`s of a serialized `InferBatchResponse`, in order, as views."""
     return [view for field, wire_type, _, view in _fields(data) if field == _BATCH_ITEM and wire_type == 2]
 
