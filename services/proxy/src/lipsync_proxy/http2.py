@@ -73,6 +73,8 @@ _HTTP_TO_GRPC = {
     504: grpc.StatusCode.UNAVAILABLE,
 }
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
+#: The payload size of the control frames that have one (RFC 9113 §6).
+_CONTROL_SIZES = {RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4, PRIORITY: 5}
 
 
 def frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
@@ -265,10 +267,13 @@ class Http2Connection(asyncio.BufferedProtocol):
         call at it. None when this connection cannot take the call now: closing, out of stream ids,
         or the request does not fit the server's windows or stream limit."""
         size = len(message) + 5
+        if self._next_id >= MAX_WINDOW:
+            # Out of stream ids: the connection closes once its calls are answered, and is replaced.
+            self.closing = True
+            self._maybe_close()
         if (
             self.closing
             or self.transport is None
-            or self._next_id >= MAX_WINDOW
             or size > self._send_window
             or size > self._peer_stream_window
             or len(self._streams) >= self._peer_max_streams
@@ -378,6 +383,10 @@ class Http2Connection(asyncio.BufferedProtocol):
             length, kind = word >> 8, word & 0xFF
             stream_id &= MAX_WINDOW
             if kind == DATA:
+                if self._block_id:
+                    raise ProtocolError("DATA inside a header block")
+                # The whole payload counts against the window, padding included (RFC 9113 §6.9.1).
+                self._window_used(length)
                 pad = 0
                 if flags & PADDED:
                     if self._end - self._start < 10:
@@ -391,8 +400,8 @@ class Http2Connection(asyncio.BufferedProtocol):
                 self._start_data(stream_id, length, pad, bool(flags & END_STREAM))
                 continue
             if self._end - self._start < 9 + length:
-                if 9 + length > len(self._buffer):
-                    self._compact()
+                # A frame larger than the buffer grows it at the next get_buffer, once the loop has
+                # let go of the buffer it was given.
                 break
             payload = view[self._start + 9 : self._start + 9 + length]
             self._start += 9 + length
@@ -400,11 +409,15 @@ class Http2Connection(asyncio.BufferedProtocol):
         if self._start == self._end:
             self._start = self._end = 0
 
-    def _start_data(self, stream_id: int, length: int, pad: int, end: bool) -> None:
-        self._unacked += length + pad + (1 if pad else 0)
+    def _window_used(self, length: int) -> None:
+        """A DATA payload of `length` bytes came: give the connection's window back in large steps
+        (each stream's window is more than any reply needs)."""
+        self._unacked += length
         if self._unacked >= WINDOW_REFILL and self.transport is not None:
             self.transport.write(frame_header(4, WINDOW_UPDATE, 0, 0) + struct.pack(">I", self._unacked))
             self._unacked = 0
+
+    def _start_data(self, stream_id: int, length: int, pad: int, end: bool) -> None:
         stream = self._streams.get(stream_id)
         self._data = None if stream is None or stream.failed or not stream.headers else stream
         if stream is not None and not stream.headers and not stream.failed:
@@ -460,6 +473,11 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._data = None
 
     def _control(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
+        size = _CONTROL_SIZES.get(kind)
+        if (size is not None and len(payload) != size) or (kind == GOAWAY and len(payload) < 8):
+            raise ProtocolError(f"a frame of type {kind} with {len(payload)} bytes")
+        if kind == SETTINGS and len(payload) % 6:
+            raise ProtocolError(f"SETTINGS of {len(payload)} bytes, not a multiple of 6")
         if kind in (HEADERS, CONTINUATION):
             self._header_fragment(kind, flags, stream_id, payload)
         elif self._block_id:
@@ -484,7 +502,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         # PRIORITY and unknown types are ignored (RFC 9113 §4.1, §5.5).
 
     def _settings(self, payload: memoryview) -> None:
-        for offset in range(0, len(payload) - len(payload) % 6, 6):
+        for offset in range(0, len(payload), 6):
             key, value = struct.unpack_from(">HI", payload, offset)
             if key == SETTINGS_INITIAL_WINDOW_SIZE:
                 self._peer_stream_window = value
