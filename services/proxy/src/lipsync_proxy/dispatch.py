@@ -343,8 +343,7 @@ class FrameDispatcher:
         started = None
         if connection is not None:
             started = connection.call(INFER_BATCH_METHOD, self._metadata(), deadline - loop.time(), request)
-        if started is not None:
-            assert connection is not None
+        if connection is not None and started is not None:
             stream_id, reply = started
             try:
                 async with asyncio.timeout_at(deadline):
