@@ -751,6 +751,27 @@ async def test_a_broken_header_block_is_a_protocol_error() -> None:
     assert harness.transport.closed
 
 
+@pytest.mark.parametrize(
+    ("flags", "payload"),
+    [
+        (END_HEADERS | PADDED, b""),
+        (END_HEADERS | PADDED, b"\x05\x82"),
+        (END_HEADERS | PRIORITY_FLAG, b"\x00\x00"),
+    ],
+    ids=["padded and empty", "padding past the end", "priority past the end"],
+)
+async def test_a_headers_frame_too_short_for_its_flags_is_a_protocol_error(
+    flags: int, payload: bytes
+) -> None:
+    harness = Harness()
+    _, future = harness.start()
+    harness.sent()
+    harness.feed(frame(HEADERS, flags, 1, payload))
+    assert failure(future).code is grpc.StatusCode.INTERNAL
+    assert [f.kind for f in harness.sent()] == [GOAWAY]
+    assert harness.transport.closed
+
+
 async def test_a_frame_inside_a_header_block_is_a_protocol_error() -> None:
     server = Server()
     harness = Harness()

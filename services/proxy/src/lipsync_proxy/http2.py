@@ -519,6 +519,8 @@ class Http2Connection(asyncio.BufferedProtocol):
                 raise ProtocolError("HEADERS inside a header block")
             start, end = 0, len(payload)
             if flags & PADDED:
+                if not payload:
+                    raise ProtocolError("a padded HEADERS frame without its pad length")
                 end -= payload[0]
                 start = 1
             if flags & PRIORITY_FLAG:
