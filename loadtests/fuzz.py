@@ -59,6 +59,7 @@ TARGETS: Sequence[Target] = (
     Target("v2_client", PROXY_FUZZ, "fuzz_protocol.py", ("v2_client",), ("-max_len=2048",)),
     Target("v2_server", PROXY_FUZZ, "fuzz_protocol.py", ("v2_server",), ("-max_len=2048",)),
     Target("json", PROXY_FUZZ, "fuzz_protocol.py", ("json",), (f"-dict={PROXY_FUZZ / 'json.dict'}",)),
+    Target("http2", PROXY_FUZZ, "fuzz_protocol.py", ("http2",), ("-max_len=4096",)),
     Target("package", SERVER_FUZZ, "fuzz_package.py", (), ("-max_len=16384",)),
     Target("requests", SERVER_FUZZ, "fuzz_requests.py", (), ("-max_len=32768",)),
 )

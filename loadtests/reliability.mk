@@ -1,7 +1,7 @@
 # Fuzzing and the fault suite (docs/reliability.md). Included by the root Makefile, which defines BIN
 # (the virtualenv's bin directory) and $(BIN)/activate; atheris comes from requirements-dev.txt.
 
-# The whole fuzz budget in seconds, shared equally by the six targets, e.g. FUZZ_SECONDS=3600.
+# The whole fuzz budget in seconds, shared equally by the seven targets, e.g. FUZZ_SECONDS=3600.
 FUZZ_SECONDS ?= 60
 # Extra pytest flags for the fault suite, e.g. CHAOS_ARGS="-k overload".
 CHAOS_ARGS ?=

@@ -2,7 +2,8 @@
 
     python services/proxy/fuzz/fuzz_protocol.py TARGET [CORPUS_DIR ...] [libFuzzer flags]
 
-TARGET is one of `protocol_targets.TARGETS` (v1, v2_client, v2_server, json); the checks are there.
+TARGET is one of `protocol_targets.TARGETS` (v1, v2_client, v2_server, json, http2); the checks are
+there.
 `make fuzz` runs every target for a share of its time budget (loadtests/fuzz.py) with the seed corpus
 in `corpus/TARGET/`; a crash is saved to `regressions/TARGET/` and replayed by the proxy's tests.
 """
@@ -17,7 +18,9 @@ import atheris  # type: ignore[import-untyped]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Instrument the codecs (and the checks) so libFuzzer sees which branches an input reaches.
-with atheris.instrument_imports(include=["lipsync_proxy.protocol", "protocol_targets"]):
+with atheris.instrument_imports(
+    include=["lipsync_proxy.protocol", "lipsync_proxy.http2", "protocol_targets"]
+):
     from protocol_targets import TARGETS
 
 

@@ -1,7 +1,8 @@
 """What the protocol fuzzers check on every input, as plain functions of the input's bytes.
 
 Each target feeds one client-facing parser (v1 binary, v2 client and server messages, JSON text) and
-checks the codec's promises, whatever the bytes are:
+checks the codec's promises, whatever the bytes are (the `http2` target, the proxy's own HTTP/2
+client reading what a backend sends, has its own checks: `check_http2`):
 
 * the parser returns a message or raises ProtocolError, nothing else;
 * a ProtocolError carries a known status name and a message any reply can carry (valid UTF-8 text, at
@@ -15,10 +16,15 @@ checked-in corpus and every crash ever found (`regressions/`) in the proxy's tes
 
 from __future__ import annotations
 
+import asyncio
 import json
+import struct
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+import grpc
+
+from lipsync_proxy import http2
 from lipsync_proxy.protocol import json_messages, v1, v2
 from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
 
@@ -111,7 +117,98 @@ def check_json(data: bytes) -> None:
     assert reply.get("id") == request.id, request
 
 
+class _Transport:
+    """What an Http2Connection writes, and whether it closed its transport."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def writelines(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.written += part
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def _whole_frames(data: bytes) -> list[int]:
+    """The types of the HTTP/2 frames `data` consists of; fails unless it is whole frames."""
+    kinds = []
+    position = 0
+    while position < len(data):
+        assert len(data) - position >= 9, data[position:]
+        word, _, _ = struct.unpack_from(">I B I", data, position)
+        position += 9 + (word >> 8)
+        assert position <= len(data), data
+        kinds.append(word & 0xFF)
+    return kinds
+
+
+async def _feed_http2(data: bytes) -> None:
+    connection = http2.Http2Connection("fuzz:1")
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    calls = [
+        connection.call("/lipsync.v1.LipSync/InferBatch", (("traceparent", "x"),), 1.0, b"m")
+        for _ in range(3)
+    ]
+    # The first byte sets the size of the reads, as the kernel's would vary.
+    step, data = (data[0] % 64 + 1, data[1:]) if data else (1, data)
+    position = 0
+    while position < len(data) and not transport.closed:
+        buffer = connection.get_buffer(-1)
+        size = min(len(buffer), step, len(data) - position)
+        buffer[:size] = data[position : position + size]
+        position += size
+        connection.buffer_updated(size)
+    connection.connection_lost(None)
+    for call in calls:
+        assert call is not None
+        _, future = call
+        assert future.done()
+        error = future.exception()
+        if error is None:
+            assert isinstance(future.result(), bytearray)
+        else:
+            assert isinstance(error, http2.CallError), error
+            assert isinstance(error.code, grpc.StatusCode), error
+            assert error.code is not grpc.StatusCode.OK, error
+            assert isinstance(error.details, str), error  # empty when the server sent no grpc-message
+    preface = http2.PREFACE
+    assert transport.written.startswith(preface)
+    kinds = _whole_frames(bytes(transport.written[len(preface) :]))
+    if transport.closed and connection.closing and http2.GOAWAY in kinds:
+        assert kinds[-1] == http2.GOAWAY, kinds
+
+
+_LOOP = asyncio.new_event_loop()
+
+
+def check_http2(data: bytes) -> None:
+    """What a backend sends on one of the proxy's own HTTP/2 connections while three calls are open:
+    nothing escapes the connection, every call ends with its reply or a CallError with a status
+    once the connection is gone, and what the proxy wrote is whole frames (a GOAWAY last when
+    it gave up on a broken peer)."""
+    _LOOP.run_until_complete(_feed_http2(data))
+
+
 #: The fuzz targets by name: `fuzz_protocol.py NAME` fuzzes one, the corpus directories are named so.
 TARGETS: Mapping[str, Callable[[bytes], None]] = MappingProxyType(
-    {"v1": check_v1, "v2_client": check_v2_client, "v2_server": check_v2_server, "json": check_json}
+    {
+        "v1": check_v1,
+        "v2_client": check_v2_client,
+        "v2_server": check_v2_server,
+        "json": check_json,
+        "http2": check_http2,
+    }
 )
