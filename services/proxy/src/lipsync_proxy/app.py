@@ -17,7 +17,7 @@ from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
-from lipsync_proxy.backend_connections import BackendConnections
+from lipsync_proxy.backend_connections import BackendConnections, sources_of
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor
@@ -110,7 +110,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     target = channel_target(addr, resolved)
     metrics = Metrics()
     provider = deps.tracer_provider
-    watched = backends(addr, resolved)
+    own = None if settings.grpc_batches else BackendConnections(sources_of(addr, resolved), deps.resolve)
     backend = BackendClient(
         target,
         settings.timeout_s,
@@ -119,10 +119,10 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         client_interceptors(provider),
         streams=settings.backend_streams,
         max_batch=settings.max_batch,
-        connections=None if settings.grpc_batches else BackendConnections(watched),
+        connections=own,
     )
     monitor = BackendMonitor(
-        watched,
+        backends(addr, resolved),
         lambda: backend.list_models(probe=True),
         metrics,
         on_change=backend.rebalance,
@@ -172,6 +172,8 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
             raise StartupError(f"cannot listen on {where}: address already in use") from None
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     monitor.start()
+    if own:
+        own.start()
     app = ProxyApp(state, monitor, server, connections)
     logger.info(
         "listening on %s:%d; backends %s (target %s)",

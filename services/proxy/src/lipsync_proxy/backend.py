@@ -20,16 +20,19 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
-from lipsync_proxy.backend_connections import BackendConnections
 from lipsync_proxy.dispatch import FrameDispatcher, Metadata, failure, rpc_error
 from lipsync_proxy.errors import BackendError, status_of_number
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.wire import INFER_METHOD, SERVICE_NAME, InferReply, WireError, decode_infer_response
+
+if TYPE_CHECKING:
+    # backend_connections uses this module's channel options.
+    from lipsync_proxy.backend_connections import BackendConnections
 
 #: Frames are JPEGs well below this; gRPC's default limit of 4 MiB is too tight for large frames.
 MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
@@ -152,12 +155,9 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return decoded
 
-    def rebalance(self, name: str, serving: bool) -> None:
-        """Backend `name` turned SERVING (`serving`) or stopped serving: frames stop going to backends
-        by streams opened before, and batches go on its own connection only while it serves."""
+    def rebalance(self) -> None:
+        """A backend's health changed: frames stop going to backends by streams opened before."""
         self._dispatcher.retire_lanes()
-        if self._connections is not None:
-            self._connections.set_serving(name, serving)
 
     async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
         """The models of one backend (round_robin picks which); raises BackendError. A `probe` (the

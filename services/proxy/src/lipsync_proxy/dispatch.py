@@ -11,7 +11,7 @@ way that keeps what a unary call guarantees (docs/performance.md, "How the proxy
   item on its own (a per-item `Error`), so one bad frame fails only itself; the call has the frames'
   deadline, and it is cancelled once every frame in it has been given up. Each frame gets a copy of
   its item, so that a client that reads slowly holds its own frame, not its whole batch. A batch
-  goes on the proxy's own HTTP/2 connection to a SERVING backend when there is one
+  goes on the proxy's own HTTP/2 connection to a SERVING backend address when there is one
   (`lipsync_proxy.backend_connections`: grpc.aio's threads and copies cost a fifth of the proxy's
   CPU per frame under load); one that backend never took (it refused the stream or was going away)
   goes again through grpc.aio, whose channel also retries it on UNAVAILABLE as it retries `Infer`.
@@ -39,11 +39,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from lipsync_proxy.backend_connections import BackendConnections
 from lipsync_proxy.errors import BackendError
 from lipsync_proxy.http2 import CallError
 from lipsync_proxy.wire import (
@@ -53,6 +52,9 @@ from lipsync_proxy.wire import (
     encode_batch,
     split_batch,
 )
+
+if TYPE_CHECKING:
+    from lipsync_proxy.backend_connections import BackendConnections
 
 #: Seconds a lane carries frames before it is replaced (see the module's docstring). Opening a stream
 #: costs about one unary call, so a few a second cost nothing; a restarting server stops announcing

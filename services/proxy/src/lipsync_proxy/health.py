@@ -38,6 +38,32 @@ REWATCH_DELAY_S = 0.2
 UNIMPLEMENTED_DELAY_S = 30.0
 
 
+async def watch_health(channel: grpc.aio.Channel, name: str, report: Callable[[str], None]) -> None:
+    """Follow the grpc.health.v1 status of `lipsync.v1.LipSync` at `channel`'s backend (`name` in the
+    logs) for as long as the task runs: `report(status)` with SERVING, NOT_SERVING (also while the
+    backend cannot be reached) or UNKNOWN (a backend without the health service, or a status of
+    another name)."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+    while True:
+        delay = REWATCH_DELAY_S
+        try:
+            # wait_for_ready: while the backend is down the call waits for it to come back.
+            async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=True):
+                report(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+            report(UNKNOWN)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                logger.warning("backend %s has no grpc.health.v1 service", name)
+                report(UNKNOWN)
+                delay = UNIMPLEMENTED_DELAY_S
+            elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                logger.debug("health watch of %s ended: %s %s", name, code.name, exc.details())
+                report(NOT_SERVING)
+        await asyncio.sleep(delay)
+
+
 class BackendMonitor:
     """Watches every backend's health and counts the loaded models."""
 
@@ -46,10 +72,9 @@ class BackendMonitor:
         backends: Sequence[Backend],
         list_models: Callable[[], Awaitable[list[lipsync_pb2.ModelInfo]]],
         metrics: Metrics,
-        on_change: Callable[[str, bool], None] = lambda name, serving: None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        """`on_change(name, serving)` is called whenever a backend's status changes: whether backend
-        `name` is now SERVING."""
+        """`on_change` is called whenever a backend's status changes."""
         self.backends = list(backends)
         self.statuses = {backend.name: UNKNOWN for backend in self.backends}
         self.loaded_models = 0
@@ -103,7 +128,7 @@ class BackendMonitor:
         self._metrics.backend_serving.labels(backend.name).set(1 if status == SERVING else 0)
         log = logger.info if status == SERVING else logger.warning
         log("backend %s: %s -> %s", backend.name, previous, status)
-        self._on_change(backend.name, status == SERVING)
+        self._on_change()
         if status == SERVING:
             self._refresh.set()
         elif not self.serving:
@@ -111,25 +136,7 @@ class BackendMonitor:
             self.loaded_models = 0
 
     async def _watch(self, backend: Backend, channel: grpc.aio.Channel) -> None:
-        stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-        while True:
-            delay = REWATCH_DELAY_S
-            try:
-                # wait_for_ready: while the backend is down the call waits for it to come back.
-                async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=True):
-                    self._set(backend, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-                self._set(backend, UNKNOWN)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.UNIMPLEMENTED:
-                    logger.warning("backend %s has no grpc.health.v1 service", backend.name)
-                    self._set(backend, UNKNOWN)
-                    delay = UNIMPLEMENTED_DELAY_S
-                elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    logger.debug("health watch of %s ended: %s %s", backend.name, code.name, exc.details())
-                    self._set(backend, NOT_SERVING)
-            await asyncio.sleep(delay)
+        await watch_health(channel, backend.name, lambda status: self._set(backend, status))
 
     async def _refresh_models(self) -> None:
         while True:

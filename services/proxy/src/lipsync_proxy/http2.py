@@ -174,7 +174,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         """`authority` is the backend's `host:port` (the `:authority` of every call); `on_closed` is
         called once the connection is gone."""
         self._on_closed = on_closed
-        self._authority = authority
+        self.authority = authority
         #: Each method's header block without its per-call fields.
         self._header_blocks: dict[str, bytes] = {}
         self.transport: asyncio.Transport | None = None
@@ -283,7 +283,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._next_id += 2
         headers = self._header_blocks.get(method)
         if headers is None:
-            headers = self._header_blocks[method] = request_headers(method, self._authority, USER_AGENT)
+            headers = self._header_blocks[method] = request_headers(method, self.authority, USER_AGENT)
         block = b"".join(
             (
                 headers,

@@ -113,7 +113,7 @@ def _parse_endpoint(entry: str) -> Endpoint:
     return Endpoint(host, int(port_text))
 
 
-def _addresses(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[tuple[Endpoint, str]]:
+def endpoint_addresses(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[tuple[Endpoint, str]]:
     """Each endpoint with each of its IP addresses."""
     pairs = []
     for endpoint in addr.endpoints:
@@ -144,7 +144,7 @@ def channel_target(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> str
         return addr.uri
     if len(addr.endpoints) == 1:
         return str(addr.endpoints[0])
-    return _joined([(ip, endpoint.port) for endpoint, ip in _addresses(addr, resolved)])
+    return _joined([(ip, endpoint.port) for endpoint, ip in endpoint_addresses(addr, resolved)])
 
 
 def backends(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[Backend]:
@@ -157,7 +157,7 @@ def backends(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[Back
     if len(addr.endpoints) == 1:
         return [Backend(str(addr.endpoints[0]), str(addr.endpoints[0]))]
     found = []
-    for endpoint, ip in _addresses(addr, resolved):
+    for endpoint, ip in endpoint_addresses(addr, resolved):
         name = str(endpoint) if endpoint.ip_version is not None else f"{endpoint} ({ip})"
         found.append(Backend(name, _joined([(ip, endpoint.port)])))
     return found
