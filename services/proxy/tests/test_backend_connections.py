@@ -21,6 +21,7 @@ from lipsync_proxy.wire import decode_infer_response, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, set_double_serving, start_double
 from .processes import TIME_UNIT
+from .waiting import eventually
 
 SLOW = 2000
 CONFIG = DoubleConfig(frames=3000, delay_s_per_frame=0.001, payload_size=64)
@@ -70,14 +71,6 @@ class Names:
         if host not in self.names:
             raise OSError(f"{host}: no such name")
         return self.names[host]
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(500 * TIME_UNIT)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} not within {5 * TIME_UNIT:.0f} s")
 
 
 @pytest.fixture
@@ -143,7 +136,7 @@ async def test_batches_go_on_the_own_connection_only_while_the_backend_serves(
     assert double.servicer.batch_sizes[-1] == 3
 
     await set_double_serving(double.address, False)
-    await eventually(lambda: connections.pick() is None, "NOT_SERVING seen")
+    await eventually(lambda: connections.pick() is None, "NOT_SERVING seen", within_s=5.0)
     assert await batch_of(dispatcher, [8, 9, 10]) == [8, 9, 10]
     assert agents[-1].startswith("grpc-python")
 
@@ -191,7 +184,7 @@ async def test_batches_follow_the_addresses_a_name_resolves_to(
     await asyncio.sleep(0.2)
     assert await authorities() == both
     names.names["lipsync"] = ["127.0.0.1"]
-    await eventually(lambda: len(pool.addresses) == 1, "the address dropped")
+    await eventually(lambda: len(pool.addresses) == 1, "the address dropped", within_s=5.0)
     assert await authorities() == {f"127.0.0.1:{double.port}"}
     await dispatcher.close()
     await pool.close()
@@ -225,11 +218,9 @@ async def test_a_batch_past_its_deadline_on_the_own_connection_fails_and_is_canc
     assert all(isinstance(r, BackendError) for r in results)
     assert {r.code for r in results if isinstance(r, BackendError)} == {"DEADLINE_EXCEEDED"}
     assert double.servicer.batch_agents == [USER_AGENT]
-    for _ in range(int(300 * TIME_UNIT)):
-        if double.servicer.cancelled["InferBatch"] == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert double.servicer.cancelled["InferBatch"] == 1
+    await eventually(
+        lambda: double.servicer.cancelled["InferBatch"] == 1, "the batch cancelled at the server"
+    )
     await dispatcher.close()
 
 
@@ -239,18 +230,13 @@ async def test_giving_up_every_frame_of_a_batch_on_the_own_connection_cancels_it
     dispatcher = make_dispatcher()
     await connected(connections)
     tasks = [asyncio.create_task(dispatcher.infer(request(SLOW + i))) for i in range(3)]
-    for _ in range(int(300 * TIME_UNIT)):
-        if double.servicer.active["InferBatch"] == 1:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: double.servicer.active["InferBatch"] == 1, "the batch at the server")
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for _ in range(int(300 * TIME_UNIT)):
-        if double.servicer.cancelled["InferBatch"] == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert double.servicer.cancelled["InferBatch"] == 1
+    await eventually(
+        lambda: double.servicer.cancelled["InferBatch"] == 1, "the batch cancelled at the server"
+    )
     # The connection carries the next batch.
     assert await batch_of(dispatcher, [1, 2, 3]) == [1, 2, 3]
     assert double.servicer.batch_agents[-1] == USER_AGENT

@@ -19,6 +19,7 @@ from lipsync_proxy.wire import decode_infer_response, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, start_double
 from .processes import TIME_UNIT
+from .waiting import eventually
 
 # Frame f takes f ms: frame 2000 runs long enough to be given up.
 SLOW = 2000
@@ -67,14 +68,6 @@ async def frame_of(dispatcher: FrameDispatcher, frame_id: int) -> int:
     reply = decode_infer_response(await dispatcher.infer(request(frame_id)))
     assert reply.error is None, reply.error
     return frame_id_of(bytes(reply.image))
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(300 * TIME_UNIT)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} not within {3 * TIME_UNIT:.0f} s")
 
 
 async def test_a_lone_frame_goes_on_a_stream(

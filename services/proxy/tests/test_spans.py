@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,6 +23,7 @@ from lipsync_proxy.settings import Settings
 from .doubles import DoubleConfig, RunningDouble, start_double
 from .processes import TIME_UNIT, v1_request
 from .span_recording import SpanRecorder
+from .waiting import eventually
 
 PAYLOAD_SIZE = 1000
 INFER = "/lipsync.v1.LipSync/Infer"
@@ -77,14 +78,6 @@ def new_traceparent() -> tuple[str, str, str]:
     """A sampled W3C traceparent of a fresh trace: its trace id, its parent span id, and itself."""
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     return trace_id, parent_id, f"00-{trace_id}-{parent_id}-01"
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(200 * TIME_UNIT)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} not within {2 * TIME_UNIT:.0f} s")
 
 
 def only(found: list[ReadableSpan]) -> ReadableSpan:
@@ -189,10 +182,14 @@ async def test_a_v2_infer_continues_the_clients_traceparent(traced: Stack) -> No
 async def test_a_cancelled_v2_infer_ends_its_span_cancelled(traced: Stack) -> None:
     async with connect(traced.url, subprotocols=[v2.SUBPROTOCOL]) as ws:
         await ws.send(v2.encode_client(v2.InferRequest(5, "demo", 2000)))
-        await eventually(lambda: traced.double.servicer.active["Infer"] == 1, "the call at the backend")
+        await eventually(
+            lambda: traced.double.servicer.active["Infer"] == 1, "the call at the backend", within_s=2.0
+        )
         await ws.send(v2.encode_client(v2.Cancel(5)))
         assert v2.decode_server(await recv(ws)) == v2.ErrorReply(5, "CANCELLED", "cancelled by the client")  # type: ignore[arg-type]
-        await eventually(lambda: bool(traced.recorded.named("ws v2_infer")), "the request's span")
+        await eventually(
+            lambda: bool(traced.recorded.named("ws v2_infer")), "the request's span", within_s=2.0
+        )
     request = only(traced.recorded.named("ws v2_infer"))
     assert attributes_of(request)[spans.CODE] == "CANCELLED"
     assert request.status.status_code == StatusCode.UNSET
@@ -209,7 +206,7 @@ async def test_a_v2_session_is_one_span_over_its_speak_stream(traced: Stack) -> 
         while not received or not isinstance(received[-1], v2.SessionEnd):
             received.append(v2.decode_server(await recv(ws)))  # type: ignore[arg-type]
     assert received[-1] == v2.SessionEnd(7, "OK", "")
-    await eventually(lambda: bool(traced.recorded.named("ws v2_session")), "the session's span")
+    await eventually(lambda: bool(traced.recorded.named("ws v2_session")), "the session's span", within_s=2.0)
     session = only(traced.recorded.named("ws v2_session"))
     assert session.parent is not None
     assert (f"{session.context.trace_id:032x}", f"{session.parent.span_id:016x}") == (trace_id, parent_id)
@@ -227,7 +224,9 @@ async def test_a_v2_session_is_one_span_over_its_speak_stream(traced: Stack) -> 
 
 
 async def test_pings_malformed_messages_and_the_model_refresh_make_no_span(traced: Stack) -> None:
-    await eventually(lambda: traced.app.monitor.loaded_models == 1, "the monitor's model refresh")
+    await eventually(
+        lambda: traced.app.monitor.loaded_models == 1, "the monitor's model refresh", within_s=2.0
+    )
     async with connect(traced.url) as ws:
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await recv(ws))["type"] == "pong"

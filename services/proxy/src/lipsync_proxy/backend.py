@@ -27,6 +27,7 @@ import grpc
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
 from lipsync_proxy.dispatch import FrameDispatcher, Metadata, failure, rpc_error
 from lipsync_proxy.errors import BackendError, status_of_number
+from lipsync_proxy.http2 import USER_AGENT
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.wire import INFER_METHOD, SERVICE_NAME, InferReply, WireError, decode_infer_response
 
@@ -71,7 +72,7 @@ def channel_options(balanced: bool) -> list[tuple[str, Any]]:
         ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
         ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
         ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
-        ("grpc.primary_user_agent", "lipsync-proxy"),
+        ("grpc.primary_user_agent", USER_AGENT),
     ]
     if balanced:
         options += [("grpc.service_config", service_config()), ("grpc.enable_retries", 1)]
