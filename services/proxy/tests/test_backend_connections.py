@@ -243,6 +243,25 @@ async def test_giving_up_every_frame_of_a_batch_on_the_own_connection_cancels_it
     await dispatcher.close()
 
 
+@pytest.mark.parametrize("together", [1, 3], ids=["a lone frame", "a batch"])
+async def test_a_frame_grpc_found_no_backend_for_goes_on_a_ready_own_connection(
+    connections: BackendConnections, double: RunningDouble, monkeypatch: pytest.MonkeyPatch, together: int
+) -> None:
+    ready = await connected(connections)
+    # grpc's channel still waits to reconnect (here: to an address nothing listens on), while the pool
+    # already has a connection to the backend that came back. A batch tries the pool first: that first
+    # pick finds none ready yet.
+    picks = iter([None] if together > 1 else [])
+    monkeypatch.setattr(connections, "pick", lambda: next(picks, ready))
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as dead:
+        dispatcher = FrameDispatcher(dead, 5 * TIME_UNIT, 0, 16, metadata=lambda: (), connections=connections)
+        frames = [4, 5, 6][:together]
+        replies = await asyncio.gather(*(dispatcher.infer(request(f)) for f in frames))
+        assert [frame_id_of(bytes(decode_infer_response(r).image)) for r in replies] == frames
+        assert double.servicer.calls["InferBatch" if together > 1 else "Infer"] == 1
+        await dispatcher.close()
+
+
 class RefusingConnection(Http2Connection):
     """A connection whose server takes no call, as one going away does."""
 

@@ -15,6 +15,8 @@ way that keeps what a unary call guarantees (docs/performance.md, "How the proxy
   (`lipsync_proxy.backend_connections`: grpc.aio's threads and copies cost a fifth of the proxy's
   CPU per frame under load); one that backend never took (it refused the stream or was going away)
   goes again through grpc.aio, whose channel also retries it on UNAVAILABLE as it retries `Infer`.
+  The other way round, a batch or lone frame for which grpc found no backend (UNAVAILABLE) goes on an
+  own connection if one is ready: after a backend comes back, the two recover at different moments.
 * A lone frame goes on a free lane: one of up to `--backend-streams` `StreamInfer` streams kept open,
   each carrying ONE frame at a time. One message each way is about 0.25 ms quicker than a unary call
   here. One frame per lane keeps the unary call's guarantees: no frame waits behind another (a stream
@@ -340,32 +342,17 @@ class FrameDispatcher:
 
     async def _send_batch(self, request: bytes, deadline: float) -> bytes | bytearray:
         """The serialized `InferBatchResponse` of one call; raises BackendError."""
-        loop = asyncio.get_running_loop()
-        connection = self._connections.pick() if self._connections else None
-        started = None
-        if connection is not None:
-            started = connection.call(INFER_BATCH_METHOD, self._metadata(), deadline - loop.time(), request)
-        if connection is not None and started is not None:
-            stream_id, reply = started
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await reply
-            except TimeoutError:
-                connection.cancel(stream_id)
-                raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-            except asyncio.CancelledError:
-                connection.cancel(stream_id)
-                raise
-            except CallError as exc:
-                if not exc.retriable:
-                    raise failure(exc.code, exc.details) from None
-                # No server took it: it goes again, as grpc's channel would send it again.
-                logger.debug("a backend did not take a batch, it goes through grpc: %s", exc)
-        timeout = max(0.0, deadline - loop.time())
+        reply = await self._own_call(INFER_BATCH_METHOD, request, deadline)
+        if reply is not None:
+            return reply
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
             grpc_reply: bytes = await self._infer_batch(request, timeout=timeout, metadata=self._metadata())
         except grpc.aio.AioRpcError as exc:
-            raise rpc_error(exc) from None
+            reply = await self._own_call_instead(exc, INFER_BATCH_METHOD, request, deadline)
+            if reply is None:
+                raise rpc_error(exc) from None
+            return reply
         return grpc_reply
 
     async def _unary(self, frame: _Frame) -> None:
@@ -374,14 +361,62 @@ class FrameDispatcher:
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
         started = time.perf_counter()
+        reply: bytes | bytearray | None
         try:
-            reply: bytes = await self._infer(frame.request, timeout=timeout, metadata=self._metadata())
+            reply = await self._infer(frame.request, timeout=timeout, metadata=self._metadata())
         except grpc.aio.AioRpcError as exc:
-            frame.fail(rpc_error(exc))
-            return
+            try:
+                reply = await self._own_call_instead(exc, INFER_METHOD, frame.request, frame.deadline)
+            except BackendError as error:
+                frame.fail(error)
+                return
+            if reply is None:
+                frame.fail(rpc_error(exc))
+                return
         finally:
             self._record("Infer", 1, time.perf_counter() - started)
-        frame.resolve(reply)
+        # bytes() of a grpc reply is the reply itself; an own connection's (rare: see
+        # _own_call_instead) is copied into the bytes every frame's reply is.
+        frame.resolve(bytes(reply))
+
+    async def _own_call(self, method: str, request: bytes, deadline: float) -> bytearray | None:
+        """The reply of a call on an own connection; None when none is ready or its backend never
+        took the call (it refused the stream or was going away), which grpc then carries. Raises
+        BackendError when the call fails."""
+        connection = self._connections.pick() if self._connections else None
+        if connection is None:
+            return None
+        started = connection.call(
+            method, self._metadata(), deadline - asyncio.get_running_loop().time(), request
+        )
+        if started is None:
+            return None
+        stream_id, reply = started
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await reply
+        except TimeoutError:
+            connection.cancel(stream_id)
+            raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except asyncio.CancelledError:
+            connection.cancel(stream_id)
+            raise
+        except CallError as exc:
+            if not exc.retriable:
+                raise failure(exc.code, exc.details) from None
+            # No server took it: it goes again, as grpc's channel would send it again.
+            logger.debug("a backend did not take a call, it goes through grpc: %s", exc)
+            return None
+
+    async def _own_call_instead(
+        self, error: grpc.aio.AioRpcError, method: str, request: bytes, deadline: float
+    ) -> bytearray | None:
+        """After grpc found no backend for a call (UNAVAILABLE), the call on an own connection if one
+        is ready, else None. The two recover at different moments after a backend comes back (grpc's
+        reconnect backoff, the pool's health watch), and a frame goes on whichever serves first."""
+        if error.code() is not grpc.StatusCode.UNAVAILABLE:
+            return None
+        return await self._own_call(method, request, deadline)
 
     # --- tasks ------------------------------------------------------------------------------------
 
