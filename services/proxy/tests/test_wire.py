@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -115,6 +116,117 @@ def test_a_batch_response_splits_into_its_responses_in_order(
     assert [bytes(part) for part in split_batch(data)] == [item.SerializeToString() for item in items]
 
 
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(number: int, wire_type: int, value: bytes) -> bytes:
+    """One field on the wire; `value` is as written: a varint, 8 or 4 bytes, or a length-delimited payload."""
+    return varint((number << 3) | wire_type) + (varint(len(value)) + value if wire_type == 2 else value)
+
+
+def wrap(number: int, message: bytes) -> bytes:
+    """`message` as the message field `number`."""
+    return field(number, 2, message)
+
+
+values_by_wire_type = {
+    0: st.integers(0, 2**64 - 1).map(varint),
+    1: st.binary(min_size=8, max_size=8),
+    2: st.binary(max_size=20),
+    5: st.binary(min_size=4, max_size=4),
+}
+
+
+def unknown_fields(own: dict[int, int]) -> st.SearchStrategy[bytes]:
+    """Fields that a message with the fields `own` (number: wire type) does not know: other numbers,
+    with keys of one byte (below 16) and of more, and its own numbers with another wire type."""
+    numbers = st.integers(1, 15) | st.integers(16, 2**29 - 1)
+    keys = st.tuples(numbers, st.sampled_from(sorted(values_by_wire_type)))
+    one = keys.filter(lambda key: own.get(key[0]) != key[1]).flatmap(
+        lambda key: values_by_wire_type[key[1]].map(lambda value: field(key[0], key[1], value))
+    )
+    return st.lists(one, max_size=3).map(b"".join)
+
+
+response_unknowns = unknown_fields({1: 2, 2: 2, 3: 0, 4: 0, 5: 2, 6: 0, 7: 0, 8: 2, 9: 2, 10: 2})
+
+
+@given(response_unknowns, responses, response_unknowns, responses, response_unknowns)
+def test_unknown_fields_anywhere_in_a_response_are_skipped_as_in_protobuf(
+    before: bytes,
+    first: lipsync_pb2.InferResponse,
+    between: bytes,
+    second: lipsync_pb2.InferResponse,
+    after: bytes,
+) -> None:
+    assert_same(before + first.SerializeToString() + between + second.SerializeToString() + after)
+
+
+@given(
+    st.builds(lipsync_pb2.Bounds, x1=int32s, y1=int32s, x2=int32s, y2=int32s),
+    unknown_fields({1: 0, 2: 0, 3: 0, 4: 0}),
+    st.builds(
+        lipsync_pb2.Timings,
+        queue_ms=st.floats(allow_nan=False),
+        audio_features_ms=st.floats(allow_nan=False),
+        encode_ms=st.floats(allow_nan=False),
+        batch_size=int32s,
+    ),
+    unknown_fields({1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 0}),
+    st.builds(lipsync_pb2.Error, code=int32s, message=st.text(max_size=20)),
+    unknown_fields({1: 0, 2: 2}),
+)
+def test_unknown_fields_in_bounds_timings_and_error_are_skipped_as_in_protobuf(
+    bounds: lipsync_pb2.Bounds,
+    bounds_unknowns: bytes,
+    timings: lipsync_pb2.Timings,
+    timings_unknowns: bytes,
+    error: lipsync_pb2.Error,
+    error_unknowns: bytes,
+) -> None:
+    assert_same(
+        wrap(8, bounds_unknowns + bounds.SerializeToString() + bounds_unknowns)
+        + wrap(9, timings_unknowns + timings.SerializeToString() + timings_unknowns)
+        + wrap(10, error_unknowns + error.SerializeToString() + error_unknowns)
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**31 - 1, -1, -(2**31)],
+)
+def test_a_scalar_of_one_two_or_more_bytes_is_read_as_in_protobuf(value: int) -> None:
+    # One and two bytes are read in line, the rest (up to the ten of a negative int32) by a call.
+    response = lipsync_pb2.InferResponse(
+        frame_id=value,
+        width=value,
+        height=value,
+        bounds=lipsync_pb2.Bounds(x1=value, y1=value, x2=value, y2=value),
+        timings=lipsync_pb2.Timings(batch_size=value),
+        error=lipsync_pb2.Error(code=value),
+    )
+    # output_mode is an open enum: any int32 is kept (the typed constructor takes only its names).
+    assert_same(response.SerializeToString() + field(4, 0, varint(value % 2**64)))
+
+
+@given(
+    st.lists(st.tuples(unknown_fields({1: 2, 2: 1}), responses), max_size=4),
+    unknown_fields({1: 2, 2: 1}),
+)
+def test_unknown_fields_in_a_batch_response_are_skipped(
+    items: list[tuple[bytes, lipsync_pb2.InferResponse]], after: bytes
+) -> None:
+    data = b"".join(unknown + wrap(1, item.SerializeToString()) for unknown, item in items) + after
+    assert len(lipsync_pb2.InferBatchResponse.FromString(data).responses) == len(items)
+    assert [bytes(part) for part in split_batch(data)] == [item.SerializeToString() for _, item in items]
+
+
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_give_a_reply_or_a_wire_error_and_nothing_else(data: bytes) -> None:
     with contextlib.suppress(WireError):
@@ -132,7 +244,21 @@ def test_arbitrary_bytes_give_a_reply_or_a_wire_error_and_nothing_else(data: byt
         b"\x2a",  # a length is missing
         b"\x31\x00\x00",  # a fixed64 runs past the end
         b"\x0b",  # group wire types are not used by proto3
+        b"\x0c",  # nor are their ends
+        b"\x0e",  # 6 and 7 are not wire types
+        b"\x0f",
         b"\x08" + b"\xff" * 11,  # an overlong varint
+        b"\x08" + b"\xff" * 10 + b"\x01",  # one of 11 bytes that ends (10 carry 64 bits)
+        b"\xff" * 11,  # an overlong key
+        b"\x80",  # a key of two bytes is cut after one
+        b"\xf8",  # a key of two bytes (field 31) is cut after one
+        b"\x18",  # a varint is missing
+        b"\x18\x80",  # a varint of two bytes is cut after one
+        b"\x18\x80\x80",  # a varint of three bytes is cut after two
+        b"\x2a\x80",  # a length of two bytes is cut after one
+        b"\x2a\x80\x01" + bytes(127),  # a length of two bytes, one byte short
+        b"\xfa\x01\x05abc",  # an unknown field with a key of two bytes runs past the end
+        b"\x35\x00\x00\x00",  # a fixed32 runs past the end
     ],
 )
 def test_a_truncated_or_foreign_message_is_a_wire_error(data: bytes) -> None:
@@ -146,3 +272,31 @@ def test_the_last_image_field_wins_as_in_protobuf() -> None:
     data = b"\x2a\x01a" + b"\x2a\x02bc"
     expected = lipsync_pb2.InferResponse.FromString(data).image
     assert bytes(decode_infer_response(data).image) == expected == b"bc"
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        b"\x80",  # a key cut
+        b"\x08",  # a varint missing
+        b"\x08\x80",  # a varint of two bytes cut after one
+        b"\x08\x80\x80",  # a varint of three bytes cut after two
+        b"\x09\x00\x00",  # a fixed64 runs past the end
+        b"\x09" + bytes(7),  # by one byte
+        b"\x0d\x00",  # a fixed32 runs past the end
+        b"\x12\x05ab",  # a length-delimited field runs past the end
+        b"\x0b",  # a group
+    ],
+)
+def test_malformed_bounds_or_timings_are_a_wire_error_when_read_and_a_malformed_error_at_once(
+    part: bytes,
+) -> None:
+    for number in (8, 9, 10):
+        with pytest.raises(DecodeError):
+            lipsync_pb2.InferResponse.FromString(wrap(number, part))
+    with pytest.raises(WireError):
+        decode_infer_response(wrap(8, part)).bounds()
+    with pytest.raises(WireError):
+        decode_infer_response(wrap(9, part)).timings()
+    with pytest.raises(WireError):
+        decode_infer_response(wrap(10, part))

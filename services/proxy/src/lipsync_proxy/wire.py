@@ -10,7 +10,7 @@ check every function against the generated classes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 SERVICE_NAME = "lipsync.v1.LipSync"
@@ -18,22 +18,41 @@ INFER_METHOD = f"/{SERVICE_NAME}/Infer"
 INFER_BATCH_METHOD = f"/{SERVICE_NAME}/InferBatch"
 STREAM_INFER_METHOD = f"/{SERVICE_NAME}/StreamInfer"
 
-# Field tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32).
-_TAG_MODEL_NAME = bytes(((2 << 3) | 2,))
-_TAG_FRAME_ID = bytes(((3 << 3) | 0,))
+# Wire types.
+_VARINT = 0
+_FIXED64 = 1
+_LEN = 2
+_FIXED32 = 5
+
+
+def _key(field: int, wire_type: int) -> int:
+    """A field's key (tag) on the wire; the readers match whole keys, so a field number read with
+    another wire type than its own is an unknown field, as in protobuf."""
+    return (field << 3) | wire_type
+
+
+_TAG_MODEL_NAME = bytes((_key(2, _LEN),))
+_TAG_FRAME_ID = bytes((_key(3, _VARINT),))
 # InferBatchRequest.requests and InferBatchResponse.responses are both field 1.
-_TAG_BATCH_ITEM = bytes(((1 << 3) | 2,))
-_BATCH_ITEM = 1
+_KEY_BATCH_ITEM = _key(1, _LEN)
+_TAG_BATCH_ITEM = bytes((_KEY_BATCH_ITEM,))
 
 # InferResponse's fields.
-_FRAME_ID = 3
-_OUTPUT_MODE = 4
-_IMAGE = 5
-_WIDTH = 6
-_HEIGHT = 7
-_BOUNDS = 8
-_TIMINGS = 9
-_ERROR = 10
+_KEY_FRAME_ID = _key(3, _VARINT)
+_KEY_OUTPUT_MODE = _key(4, _VARINT)
+_KEY_IMAGE = _key(5, _LEN)
+_KEY_WIDTH = _key(6, _VARINT)
+_KEY_HEIGHT = _key(7, _VARINT)
+_KEY_BOUNDS = _key(8, _LEN)
+_KEY_TIMINGS = _key(9, _LEN)
+_KEY_ERROR = _key(10, _LEN)
+
+# Bounds' x1, y1, x2, y2; Timings' six doubles, then its batch size; Error's code and message.
+_KEYS_BOUNDS = tuple(_key(field, _VARINT) for field in range(1, 5))
+_KEYS_TIMINGS_MS = tuple(_key(field, _FIXED64) for field in range(1, 7))
+_KEY_BATCH_SIZE = _key(7, _VARINT)
+_KEY_ERROR_CODE = _key(1, _VARINT)
+_KEY_ERROR_MESSAGE = _key(2, _LEN)
 
 _DOUBLE = struct.Struct("<d")
 
@@ -68,63 +87,82 @@ def encode_batch(requests: Sequence[bytes]) -> bytes:
 
 
 def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The varint at `pos` and the position after it; WireError past the end or after 10 bytes."""
     result = 0
     shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise WireError("truncated or overlong varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-_EMPTY = memoryview(b"")
-
-# One field: number, wire type, the value of a varint (or the offset of a fixed-size value in the
-# message), and the payload of a length-delimited field (empty for the other types).
-_Field = tuple[int, int, int, memoryview]
-
-
-def _fields(data: bytes | bytearray | memoryview) -> list[_Field]:
-    """Every field of a message, in order."""
-    view = memoryview(data)
-    fields: list[_Field] = []
-    pos = 0
-    end = len(view)
-    while pos < end:
-        key, pos = _read_varint(view, pos)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, pos = _read_varint(view, pos)
-            fields.append((field, 0, value, _EMPTY))
-        elif wire_type == 2:
-            size, pos = _read_varint(view, pos)
-            if pos + size > end:
-                raise WireError("a field runs past the end of the message")
-            fields.append((field, 2, size, view[pos : pos + size]))
-            pos += size
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            if pos + size > end:
-                raise WireError("a fixed-size field runs past the end of the message")
-            fields.append((field, wire_type, pos, _EMPTY))
-            pos += size
-        else:
-            raise WireError(f"unsupported wire type {wire_type}")
-    return fields
-
-
-def split_batch(data: bytes | bytearray) -> list[memoryview]:
-    """The serialized `InferResponse`s of a serialized `InferBatchResponse`, in order, as views."""
-    return [view for field, wire_type, _, view in _fields(data) if field == _BATCH_ITEM and wire_type == 2]
+    try:
+        # 10 bytes carry 64 bits; a longer varint is malformed.
+        while shift < 70:
+            byte = data[pos]
+            pos += 1
+            if byte < 0x80:
+                return result | byte << shift, pos
+            result |= (byte & 0x7F) << shift
+            shift += 7
+    except IndexError:
+        raise WireError("truncated varint") from None
+    raise WireError("overlong varint")
 
 
 def _int32(value: int) -> int:
     # int32 is sent as a 64-bit two's complement varint; parsers keep its low 32 bits.
     return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _read_int32(data: memoryview, pos: int) -> tuple[int, int]:
+    """`_read_varint`, for an int32 field."""
+    value, pos = _read_varint(data, pos)
+    return _int32(value), pos
+
+
+def _skip_fixed(wire_type: int, pos: int, end: int) -> int:
+    """The position after a fixed64 (1) or fixed32 (5) value at `pos`; WireError for other types."""
+    if wire_type == _FIXED64:
+        pos += 8
+    elif wire_type == _FIXED32:
+        pos += 4
+    else:
+        # 3 and 4 are proto2's groups; 6 and 7 are not wire types.
+        raise WireError(f"unsupported wire type {wire_type}")
+    if pos > end:
+        raise WireError("a fixed-size field runs past the end of the message")
+    return pos
+
+
+# The three readers below walk a message's fields in a loop of their own, each keeping only what it
+# needs, and read the common varints in line: a key or a value of one byte (below 0x80), or of two for
+# the scalars (a width, a frame id); `_read_varint` reads the rest. They run for every frame, and a
+# function call per key and per value was most of their time.
+
+
+def split_batch(data: bytes | bytearray) -> list[memoryview]:
+    """The serialized `InferResponse`s of a serialized `InferBatchResponse`, in order, as views."""
+    view = memoryview(data)
+    items: list[memoryview] = []
+    pos = 0
+    end = len(view)
+    while pos < end:
+        key = view[pos]
+        pos += 1
+        if key > 0x7F:
+            key, pos = _read_varint(view, pos - 1)
+        wire_type = key & 7
+        if wire_type == _VARINT:
+            _, pos = _read_varint(view, pos)
+        elif wire_type == _LEN:
+            # The length of an item (~100 KB) is never one byte.
+            size, pos = _read_varint(view, pos)
+            if pos + size > end:
+                raise WireError("a field runs past the end of the message")
+            if key == _KEY_BATCH_ITEM:
+                items.append(view[pos : pos + size])
+            pos += size
+        else:
+            pos = _skip_fixed(wire_type, pos, end)
+    return items
+
+
+_EMPTY = memoryview(b"")
 
 
 class InferReply(NamedTuple):
@@ -151,25 +189,15 @@ class InferReply(NamedTuple):
 
     def bounds(self) -> Bounds:
         """x1, y1, x2, y2 (zeros when absent)."""
-        box = [0, 0, 0, 0]
-        # A message field that occurs more than once is merged, as protobuf parsers do.
-        for part in self.bounds_parts:
-            for field, wire_type, value, _ in _fields(part):
-                if 1 <= field <= 4 and wire_type == 0:
-                    box[field - 1] = _int32(value)
+        varints, _, _ = _last_values(self.bounds_parts)
+        box = [varints.get(key, 0) for key in _KEYS_BOUNDS]
         return (box[0], box[1], box[2], box[3])
 
     def timings(self) -> Timings:
         """The server's timings (zeros when absent)."""
-        ms = [0.0] * 6
-        batch_size = 0
-        for part in self.timings_parts:
-            for field, wire_type, value, _ in _fields(part):
-                if 1 <= field <= 6 and wire_type == 1:
-                    ms[field - 1] = _DOUBLE.unpack_from(part, value)[0]
-                elif field == 7 and wire_type == 0:
-                    batch_size = _int32(value)
-        return (ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], batch_size)
+        varints, doubles, _ = _last_values(self.timings_parts)
+        ms = [doubles.get(key, 0.0) for key in _KEYS_TIMINGS_MS]
+        return (ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], varints.get(_KEY_BATCH_SIZE, 0))
 
 
 def decode_infer_response(data: bytes | memoryview) -> InferReply:
@@ -178,36 +206,107 @@ def decode_infer_response(data: bytes | memoryview) -> InferReply:
     As protobuf parsers do, the last occurrence of a scalar field wins and unknown fields are skipped."""
     frame_id = output_mode = width = height = 0
     image = _EMPTY
-    error: tuple[int, str] | None = None
-    bounds: list[memoryview] = []
-    timings: list[memoryview] = []
-    for field, wire_type, value, view in _fields(data):
-        if wire_type == 2:
-            if field == _IMAGE:
-                image = view
-            elif field == _BOUNDS:
-                bounds.append(view)
-            elif field == _TIMINGS:
-                timings.append(view)
-            elif field == _ERROR:
-                error = _merge_error(error, view)
-        elif wire_type == 0:
-            if field == _FRAME_ID:
-                frame_id = _int32(value)
-            elif field == _OUTPUT_MODE:
-                output_mode = _int32(value)
-            elif field == _WIDTH:
-                width = _int32(value)
-            elif field == _HEIGHT:
-                height = _int32(value)
-    return InferReply(frame_id, output_mode, image, width, height, error, tuple(bounds), tuple(timings))
+    # Message fields that occur more than once are merged (see `_last_values`). There is one part
+    # each, or none: a tuple grown in place is cheaper than a list made a tuple.
+    bounds: tuple[memoryview, ...] = ()
+    timings: tuple[memoryview, ...] = ()
+    errors: tuple[memoryview, ...] = ()
+    view = memoryview(data)
+    pos = 0
+    end = len(view)
+    while pos < end:
+        key = view[pos]
+        pos += 1
+        if key > 0x7F:
+            key, pos = _read_varint(view, pos - 1)
+        wire_type = key & 7
+        if wire_type == _VARINT:
+            # Every varint field of an InferResponse is an int32 (an enum is one too); those of one or
+            # two bytes are below 2**14, and need no conversion.
+            if pos < end and (value := view[pos]) < 0x80:
+                pos += 1
+            elif pos + 1 < end and (high := view[pos + 1]) < 0x80:
+                value = (value & 0x7F) | high << 7
+                pos += 2
+            else:
+                value, pos = _read_int32(view, pos)
+            if key == _KEY_FRAME_ID:
+                frame_id = value
+            elif key == _KEY_OUTPUT_MODE:
+                output_mode = value
+            elif key == _KEY_WIDTH:
+                width = value
+            elif key == _KEY_HEIGHT:
+                height = value
+        elif wire_type == _LEN:
+            if pos < end and (size := view[pos]) < 0x80:
+                pos += 1
+            else:
+                size, pos = _read_varint(view, pos)
+            start = pos
+            pos += size
+            if pos > end:
+                raise WireError("a field runs past the end of the message")
+            # Only the fields kept are sliced.
+            if key == _KEY_IMAGE:
+                image = view[start:pos]
+            elif key == _KEY_BOUNDS:
+                bounds += (view[start:pos],)
+            elif key == _KEY_TIMINGS:
+                timings += (view[start:pos],)
+            elif key == _KEY_ERROR:
+                errors += (view[start:pos],)
+        else:
+            pos = _skip_fixed(wire_type, pos, end)
+    error = _error(errors) if errors else None
+    return InferReply(frame_id, output_mode, image, width, height, error, bounds, timings)
 
 
-def _merge_error(previous: tuple[int, str] | None, data: memoryview) -> tuple[int, str]:
-    code, message = previous if previous is not None else (0, "")
-    for field, wire_type, value, view in _fields(data):
-        if field == 1 and wire_type == 0:
-            code = _int32(value)
-        elif field == 2 and wire_type == 2:
-            message = bytes(view).decode("utf-8", "replace")
-    return code, message
+def _error(parts: Iterable[memoryview]) -> tuple[int, str]:
+    varints, _, payloads = _last_values(parts)
+    message = payloads.get(_KEY_ERROR_MESSAGE)
+    text = "" if message is None else bytes(message).decode("utf-8", "replace")
+    return varints.get(_KEY_ERROR_CODE, 0), text
+
+
+def _last_values(
+    parts: Iterable[memoryview],
+) -> tuple[dict[int, int], dict[int, float], dict[int, memoryview]]:
+    """The last value of each field of a small message (Bounds, Timings, Error) by key: varints (read
+    as int32s, which all of theirs are), doubles (all of their fixed64s are), and length-delimited.
+
+    `parts` are the occurrences of the message, merged as protobuf does: the last value wins."""
+    varints: dict[int, int] = {}
+    doubles: dict[int, float] = {}
+    payloads: dict[int, memoryview] = {}
+    for view in parts:
+        pos = 0
+        end = len(view)
+        while pos < end:
+            key = view[pos]
+            pos += 1
+            if key > 0x7F:
+                key, pos = _read_varint(view, pos - 1)
+            wire_type = key & 7
+            if wire_type == _VARINT:
+                if pos < end and (value := view[pos]) < 0x80:
+                    pos += 1
+                elif pos + 1 < end and (high := view[pos + 1]) < 0x80:
+                    value = (value & 0x7F) | high << 7
+                    pos += 2
+                else:
+                    value, pos = _read_int32(view, pos)
+                varints[key] = value
+            elif wire_type == _FIXED64 and pos + 8 <= end:
+                # One cut short goes on to `_skip_fixed`, which refuses it.
+                doubles[key] = _DOUBLE.unpack_from(view, pos)[0]
+                pos += 8
+            elif wire_type == _LEN:
+                size, pos = _read_varint(view, pos)
+                if pos + size > end:
+                    raise WireError("a field runs past the end of the message")
+                payloads[key] = view[pos : pos + size]
+                pos += size
+            else:
+                pos = _skip_fixed(wire_type, pos, end)
+    return varints, doubles, payloads
