@@ -122,10 +122,7 @@ class BackendClient:
         )
         self._connections = connections
         self._record = metrics.record_frames
-        self._latency = {
-            name: metrics.grpc_latency.labels(name)
-            for name in ("ListModels", "GetModelMetadata", "GetVideoFrame", "GetModelAudio")
-        }
+        self._latency = metrics.grpc_latency
 
     async def infer(
         self, request: bytes, metadata: Metadata | None = None, traced: bool = False
@@ -163,7 +160,7 @@ class BackendClient:
     async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
         """The models of one backend (round_robin picks which); raises BackendError. A `probe` (the
         health monitor's periodic refresh) asks the server not to trace it."""
-        with self._latency["ListModels"].time():
+        with self._latency.time(("ListModels",)):
             try:
                 reply = await self._stub.ListModels(
                     lipsync_pb2.ListModelsRequest(),
@@ -176,7 +173,7 @@ class BackendClient:
 
     async def model_info(self, model_name: str) -> lipsync_pb2.ModelInfo:
         """One model's metadata; raises BackendError (NOT_FOUND for an unknown model)."""
-        with self._latency["GetModelMetadata"].time():
+        with self._latency.time(("GetModelMetadata",)):
             try:
                 info: lipsync_pb2.ModelInfo = await self._stub.GetModelMetadata(
                     lipsync_pb2.GetModelMetadataRequest(model_name=model_name), timeout=self.timeout_s
@@ -188,7 +185,7 @@ class BackendClient:
     async def video_frame(self, model_name: str, frame_id: int) -> lipsync_pb2.GetVideoFrameResponse:
         """One unmodified base frame; raises BackendError."""
         request = lipsync_pb2.GetVideoFrameRequest(model_name=model_name, frame_id=frame_id)
-        with self._latency["GetVideoFrame"].time():
+        with self._latency.time(("GetVideoFrame",)):
             try:
                 reply: lipsync_pb2.GetVideoFrameResponse = await self._stub.GetVideoFrame(
                     request, timeout=self.timeout_s
@@ -200,7 +197,7 @@ class BackendClient:
     async def model_audio(self, model_name: str) -> lipsync_pb2.GetModelAudioResponse:
         """The package's audio track as a WAV file; raises BackendError."""
         request = lipsync_pb2.GetModelAudioRequest(model_name=model_name)
-        with self._latency["GetModelAudio"].time():
+        with self._latency.time(("GetModelAudio",)):
             try:
                 reply: lipsync_pb2.GetModelAudioResponse = await self._stub.GetModelAudio(
                     request, timeout=self.timeout_s

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -246,11 +246,11 @@ class ConnectionHandler:
             self._state.metrics.throttled.inc()
             await asyncio.sleep(delay)
 
-    def _spawn(self, work: Awaitable[None], request: bool = True) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, None], request: bool = True) -> asyncio.Task[None]:
         """Run `work` as a task of this connection; a request holds its slot until the task is done."""
         if request:
             self._state.admit()  # before the task is made: it inherits the decision with the context
-        task = asyncio.ensure_future(work)
+        task = self.ws.loop.create_task(work)
         self._tasks.add(task)
         if request:
             # A done callback, not a finally: a task cancelled before its first step runs no finally.
@@ -303,7 +303,7 @@ class ConnectionHandler:
             message = v2.decode_client(data)
         except ProtocolError as exc:
             self._slots.release()
-            self._state.metrics.requests.labels(mapping.INVALID, exc.code).inc()
+            self._state.metrics.requests.inc((mapping.INVALID, exc.code))
             rid = exc.request_id if isinstance(exc.request_id, int) else 0
             await self.ws.send(v2.encode_error(rid, exc.code, exc.message))
             return
@@ -390,12 +390,12 @@ class ConnectionHandler:
         started = time.perf_counter()
         try:
             code = await session.run()
-            state.metrics.requests.labels("v2_session", code).inc()
+            state.metrics.requests.inc(("v2_session", code))
         except ConnectionClosed:
             pass
         finally:
             state.sessions -= 1
-            state.metrics.latency.labels("v2_session").observe(time.perf_counter() - started)
+            state.metrics.latency.observe(("v2_session",), time.perf_counter() - started)
             state.metrics.count_session(session.frames_requested, session.frames_delivered)
             if self._sessions.get(session.id, (None,))[0] is session:
                 del self._sessions[session.id]

@@ -49,9 +49,7 @@ def _log_frame(model_name: str, frame_id: int, grpc_s: float, total_s: float, si
 
 
 def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
-    metrics = state.metrics
-    metrics.requests.labels(kind, code).inc()
-    metrics.latency.labels(kind).observe(time.perf_counter() - started)
+    state.metrics.count_request(kind, code, time.perf_counter() - started)
     if code != OK and state.tracer is not None:
         spans.set_code(trace.get_current_span(), code)
 
@@ -92,8 +90,7 @@ async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float)
             exc.code, exc.message, model_name=request.model_name, frame_id=request.frame_id
         )
     done = time.perf_counter()
-    state.metrics.v1_frames_ok.inc()
-    state.metrics.v1_frame_latency.observe(done - started)
+    state.metrics.count_request(V1_FRAME, OK, done - started)
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
     return image

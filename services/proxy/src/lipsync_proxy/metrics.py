@@ -1,9 +1,23 @@
-"""The proxy's Prometheus metrics, in a registry of their own (one per app, so tests can run several)."""
+"""The proxy's Prometheus metrics, in a registry of their own (one per app, so tests can run several).
+
+The metrics that every frame updates (requests, their latency, the backend calls that carried them)
+are `LoopCounter`s and `LoopHistogram`s: plain ints and lists, no lock. prometheus_client locks every
+update because it may be updated from any thread; the proxy updates these only from its event loop,
+which also serves /metrics, and its locks and checks cost about 1.2 µs per frame plus 2 µs per batch.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 #: Request latencies in seconds: fine steps around a 17 ms frame, coarse up to the 5 s deadline.
 LATENCY_BUCKETS = (
@@ -27,10 +41,91 @@ LATENCY_BUCKETS = (
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The `type` label of a v1 binary frame request (JSON requests use their "type").
 V1_FRAME = "v1_frame"
-#: Frames per InferBatch call (`lipsync_proxy.dispatch`).
+#: The methods that carry frames to the backends (`lipsync_proxy.dispatch`).
+FRAME_METHODS = ("Infer", "InferBatch", "StreamInfer")
+#: Frames per InferBatch call.
 BATCH_BUCKETS = (2, 4, 8, 16, 32, 64)
 #: Per session, the share of the frames asked for that were delivered.
 DELIVERY_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+Labels = tuple[str, ...]
+
+
+class LoopCounter(Collector):
+    """A counter by labels, for updates from the event loop only (see the module's docstring)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._values: dict[Labels, float] = {}
+        registry.register(self)
+
+    def inc(self, labels: Labels, amount: float = 1) -> None:
+        """Add `amount` to the series of `labels` (one value per label name, in order)."""
+        self._values[labels] = self._values.get(labels, 0) + amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, value in self._values.items():
+            family.add_metric(labels, value)
+        yield family
+
+
+class LoopHistogram(Collector):
+    """A histogram by labels, for updates from the event loop only (see the module's docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._bounds = tuple(float(bound) for bound in buckets)
+        #: Per series: how many values fell in each bucket (not cumulative; the last is +Inf), and
+        #: their sum.
+        self._counts: dict[Labels, list[int]] = {}
+        self._sums: dict[Labels, float] = {}
+        registry.register(self)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        """Count `value` in the series of `labels`."""
+        counts = self._counts.get(labels)
+        if counts is None:
+            counts = self._counts[labels] = [0] * (len(self._bounds) + 1)
+            self._sums[labels] = 0.0
+        # A bucket counts the values up to and including its bound.
+        counts[bisect_left(self._bounds, value)] += 1
+        self._sums[labels] += value
+
+    @contextlib.contextmanager
+    def time(self, labels: Labels) -> Iterator[None]:
+        """Observe how long the block takes, in seconds."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(labels, time.perf_counter() - started)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        bounds = [*map(floatToGoString, self._bounds), "+Inf"]
+        for labels, counts in self._counts.items():
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(bounds, counts, strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            family.add_metric(labels, buckets, self._sums[labels])
+        yield family
 
 
 class Metrics:
@@ -46,25 +141,25 @@ class Metrics:
         self.connections_total = Counter(
             "lipsync_proxy_connections", "WebSocket connections accepted", ["protocol"], registry=r
         )
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "lipsync_proxy_requests",
             "Requests answered, by message type and result code (OK or a gRPC status name)",
             ["type", "code"],
-            registry=r,
+            r,
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "lipsync_proxy_request_duration_seconds",
             "Time from reading a request to handing its reply to the WebSocket",
             ["type"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
-        self.grpc_latency = Histogram(
+        self.grpc_latency = LoopHistogram(
             "lipsync_proxy_grpc_duration_seconds",
             "Duration of the proxy's gRPC calls to the backends",
             ["method"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         # Read from the app's own counters at scrape time: nothing to update per request.
         self.inflight = Gauge("lipsync_proxy_inflight_requests", "Requests being worked on", registry=r)
@@ -91,19 +186,16 @@ class Metrics:
             ["backend"],
             registry=r,
         )
-        self.backend_frames = Counter(
+        self.backend_frames = LoopCounter(
             "lipsync_proxy_backend_frames",
             "Frames sent to the backends, by the method that carried them: Infer, InferBatch or "
             "StreamInfer (a stream carrying one frame at a time); a frame whose stream failed counts once, "
             "as the Infer that sent it again",
             ["method"],
-            registry=r,
+            r,
         )
-        self.batch_size = Histogram(
-            "lipsync_proxy_backend_batch_size",
-            "Frames per InferBatch call",
-            buckets=BATCH_BUCKETS,
-            registry=r,
+        self.batch_size = LoopHistogram(
+            "lipsync_proxy_backend_batch_size", "Frames per InferBatch call", [], BATCH_BUCKETS, r
         )
 
         self.throttled = Counter(
@@ -117,21 +209,21 @@ class Metrics:
             registry=r,
         )
 
-        # The v1 frame path's children, looked up once: labels() takes a lock and a dict lookup per call.
-        self.v1_frames_ok = self.requests.labels(V1_FRAME, "OK")
-        self.v1_frame_latency = self.latency.labels(V1_FRAME)
-        self._frame_calls = {
-            method: (self.grpc_latency.labels(method), self.backend_frames.labels(method))
-            for method in ("Infer", "InferBatch", "StreamInfer")
-        }
+        for method in FRAME_METHODS:
+            self.backend_frames.inc((method,), 0)
+
+    def count_request(self, kind: str, code: str, seconds: float) -> None:
+        """A request of type `kind` was answered with `code` (OK or a gRPC status name) after `seconds`."""
+        self.requests.inc((kind, code))
+        self.latency.observe((kind,), seconds)
 
     def record_frames(self, method: str, frames: int, seconds: float) -> None:
         """A call (or a stream's exchange) that carried `frames` frames is over after `seconds`."""
-        latency, count = self._frame_calls[method]
-        latency.observe(seconds)
-        count.inc(frames)
+        labels = (method,)
+        self.grpc_latency.observe(labels, seconds)
+        self.backend_frames.inc(labels, frames)
         if method == "InferBatch":
-            self.batch_size.observe(frames)
+            self.batch_size.observe((), frames)
 
     def count_session(self, requested: int, delivered: int) -> None:
         """Count the frames of a session that has ended."""
