@@ -39,6 +39,11 @@ JPEG_EOI = b"\xff\xd9"
 SPEAK_SAMPLES_PER_FRAME = 640
 
 
+def user_agent(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The user-agent a call came with."""
+    return str(dict(context.invocation_metadata() or ()).get("user-agent", ""))
+
+
 @dataclass(frozen=True)
 class DoubleConfig:
     """What the fake backend serves."""
@@ -75,9 +80,10 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         # Streams the client ended itself (half-closed), as the proxy retires a stream.
         self.completed: Counter[str] = Counter()
         self.batch_sizes: list[int] = []
-        # The user-agent of each InferBatch call: grpc's ("grpc-python-asyncio/…") or that of
-        # the proxy's own HTTP/2 connections ("lipsync-proxy").
+        # The user-agent of each InferBatch and Infer call: grpc's ("grpc-python-asyncio/…") or that
+        # of the proxy's own HTTP/2 connections ("lipsync-proxy").
         self.batch_agents: list[str] = []
+        self.infer_agents: list[str] = []
         # When set, StreamInfer fails with this status at its first request.
         self.fail_streams: grpc.StatusCode | None = None
 
@@ -180,6 +186,7 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         self, request: lipsync_pb2.InferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> lipsync_pb2.InferResponse:
         async def work() -> lipsync_pb2.InferResponse:
+            self.infer_agents.append(user_agent(context))
             response = await self._render(request)
             if response.HasField("error"):
                 status = next(code for code in grpc.StatusCode if code.value[0] == response.error.code)
@@ -196,8 +203,7 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
 
         async def work() -> lipsync_pb2.InferBatchResponse:
             self.batch_sizes.append(len(request.requests))
-            metadata = dict(context.invocation_metadata() or ())
-            self.batch_agents.append(str(metadata.get("user-agent", "")))
+            self.batch_agents.append(user_agent(context))
             responses = await asyncio.gather(*(self._render(item) for item in request.requests))
             return lipsync_pb2.InferBatchResponse(responses=responses)
 

@@ -262,6 +262,18 @@ async def test_a_frame_grpc_found_no_backend_for_goes_on_a_ready_own_connection(
         await dispatcher.close()
 
 
+async def test_a_lone_frame_gathered_at_the_loops_turn_goes_as_a_unary_call_on_the_own_connection(
+    make_dispatcher: Callable[..., FrameDispatcher], connections: BackendConnections, double: RunningDouble
+) -> None:
+    await connected(connections)
+    dispatcher = make_dispatcher()
+    # The first frame leaves at once on a lane; the second, alone at the loop's turn, does not.
+    assert await batch_of(dispatcher, [4, 5]) == [4, 5]
+    assert double.servicer.calls["StreamInfer"] == 1
+    assert double.servicer.infer_agents == [USER_AGENT]
+    await dispatcher.close()
+
+
 class RefusingConnection(Http2Connection):
     """A connection whose server takes no call, as one going away does."""
 

@@ -22,7 +22,10 @@ way that keeps what a unary call guarantees (docs/performance.md, "How the proxy
   here. One frame per lane keeps the unary call's guarantees: no frame waits behind another (a stream
   is answered in order), and cancelling the lane's call cancels exactly that frame at the server,
   which is what its deadline or its client's disconnect does; the lane is then replaced. With every
-  lane busy, a lone frame is a unary `Infer`.
+  lane busy, a lone frame is a unary `Infer`. So is one that was gathered alone at the loop's turn
+  while the proxy has own connections: it goes on one of them, which costs the proxy less than a
+  lane, and it has waited a turn anyway. A unary `Infer` too goes on an own connection when one is
+  ready, else through grpc.aio.
 * Lanes do not stick to a backend: a lane retires (half-closed, so the server ends it cleanly) after
   `LANE_MAX_AGE_S`, and every lane does when a backend's health changes (`retire_lanes`), so new
   streams go where the channel's round_robin sends calls: not to a backend that stopped serving, and
@@ -159,10 +162,9 @@ class FrameDispatcher:
         self._metadata = metadata
         self._record = record
         self._connections = connections
-        self._infer: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER_METHOD)
-        self._infer_batch: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            INFER_BATCH_METHOD
-        )
+        self._unary_calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {
+            method: channel.unary_unary(method) for method in (INFER_METHOD, INFER_BATCH_METHOD)
+        }
         self._stream_infer: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
             STREAM_INFER_METHOD
         )
@@ -301,7 +303,9 @@ class FrameDispatcher:
             if len(chunk) > 1:
                 self._start(self._batch(chunk), *chunk)
                 continue
-            lane = self._take_lane()
+            # With own connections, a unary call there costs the proxy less than a frame on a lane
+            # (grpc.aio's threads); the lane's quicker answer matters only to a frame that leaves at once.
+            lane = None if self._connections else self._take_lane()
             if lane is not None:
                 self._start(self._on_lane(lane, chunk[0]), chunk[0])
             else:
@@ -313,7 +317,7 @@ class FrameDispatcher:
         started = time.perf_counter()
         try:
             try:
-                reply = await self._send_batch(request, deadline)
+                reply = await self._send(INFER_BATCH_METHOD, request, deadline)
             finally:
                 self._record("InferBatch", len(frames), time.perf_counter() - started)
             items = split_batch(reply)
@@ -340,44 +344,40 @@ class FrameDispatcher:
             # that stop reading pinned 86 MiB instead of their own 34).
             frame.resolve(bytes(item))
 
-    async def _send_batch(self, request: bytes, deadline: float) -> bytes | bytearray:
-        """The serialized `InferBatchResponse` of one call; raises BackendError."""
-        reply = await self._own_call(INFER_BATCH_METHOD, request, deadline)
-        if reply is not None:
-            return reply
-        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            grpc_reply: bytes = await self._infer_batch(request, timeout=timeout, metadata=self._metadata())
-        except grpc.aio.AioRpcError as exc:
-            reply = await self._own_call_instead(exc, INFER_BATCH_METHOD, request, deadline)
-            if reply is None:
-                raise rpc_error(exc) from None
-            return reply
-        return grpc_reply
-
     async def _unary(self, frame: _Frame) -> None:
         timeout = frame.deadline - asyncio.get_running_loop().time()
         if timeout <= 0:
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
         started = time.perf_counter()
-        reply: bytes | bytearray | None
         try:
-            reply = await self._infer(frame.request, timeout=timeout, metadata=self._metadata())
-        except grpc.aio.AioRpcError as exc:
-            try:
-                reply = await self._own_call_instead(exc, INFER_METHOD, frame.request, frame.deadline)
-            except BackendError as error:
-                frame.fail(error)
-                return
-            if reply is None:
-                frame.fail(rpc_error(exc))
-                return
+            reply = await self._send(INFER_METHOD, frame.request, frame.deadline)
+        except BackendError as error:
+            frame.fail(error)
+            return
         finally:
             self._record("Infer", 1, time.perf_counter() - started)
-        # bytes() of a grpc reply is the reply itself; an own connection's (rare: see
-        # _own_call_instead) is copied into the bytes every frame's reply is.
+        # bytes() of a grpc reply is the reply itself; an own connection's is copied into the bytes
+        # every frame's reply is.
         frame.resolve(bytes(reply))
+
+    async def _send(self, method: str, request: bytes, deadline: float) -> bytes | bytearray:
+        """The serialized reply of one call of `method` (`Infer` or `InferBatch`), on an own connection
+        if one is ready, else through grpc; raises BackendError."""
+        reply = await self._own_call(method, request, deadline)
+        if reply is not None:
+            return reply
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            grpc_reply: bytes = await self._unary_calls[method](
+                request, timeout=timeout, metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as exc:
+            reply = await self._own_call_instead(exc, method, request, deadline)
+            if reply is None:
+                raise rpc_error(exc) from None
+            return reply
+        return grpc_reply
 
     async def _own_call(self, method: str, request: bytes, deadline: float) -> bytearray | None:
         """The reply of a call on an own connection; None when none is ready or its backend never
