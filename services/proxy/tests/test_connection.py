@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from lipsync_proxy.protocol import v2
 
 from .doubles import double_stats, frame_id_of
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, v1_request
+from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, http_get, v1_request
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +148,39 @@ async def test_a_client_that_disconnects_mid_request_leaves_no_call_running(
         stats = await double_stats(double.address)
     assert stats["cancelled"].get("frame", 0) == before + 1
     assert stats["active"].get("frame", 0) == 0
+
+
+async def test_pipelined_frames_of_a_client_that_disconnects_leave_no_call_and_no_request_behind(
+    proxy: ProxyProcess, double: DoubleProcess
+) -> None:
+    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
+    async with connect(proxy.ws_url) as ws:
+        # Frame 299 takes 299 ms at the backend; 1, 2 and 3 are answered at once and wait for their
+        # turn behind it, as does the error reply of the empty (malformed) request.
+        for message in (
+            v1_request("demo", 299),
+            v1_request("demo", 1),
+            v1_request("demo", 2),
+            b"",
+            v1_request("demo", 3),
+        ):
+            await ws.send(message)
+        await asyncio.sleep(0.1 * TIME_UNIT)
+
+    async def settled() -> str:
+        stats = await double_stats(double.address)
+        metrics = (await asyncio.to_thread(http_get, proxy.port, "/metrics")).body.decode()
+        cancelled = stats["cancelled"].get("frame", 0) - before
+        inflight = "lipsync_proxy_inflight_requests 0.0" in metrics
+        return f"cancelled={cancelled} active={stats['active'].get('frame', 0)} inflight_zero={inflight}"
+
+    deadline = time.monotonic() + 2 * TIME_UNIT
+    while (state := await settled()) != "cancelled=1 active=0 inflight_zero=True":
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.01)
+    async with connect(proxy.ws_url) as ws:
+        await ws.send(v1_request("demo", 4))
+        assert frame_id_of(await recv_bytes(ws)) == 4, "the proxy serves on"
 
 
 # --- v2 ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ a client span (`lipsync_proxy.tracing_interceptor`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -142,6 +143,18 @@ class BackendClient:
                 self._record("Infer", 1, time.perf_counter() - started)
         else:
             reply = await self._dispatcher.infer(request)
+        return self.decode(reply)
+
+    def submit(self, request: bytes) -> asyncio.Future[bytes]:
+        """The future of the serialized `InferResponse` of one serialized `InferRequest`, sent through
+        the dispatcher (BackendError when the call carrying it fails; `decode` it). Cancelling the
+        future gives the frame up."""
+        return self._dispatcher.submit(request)
+
+    @staticmethod
+    def decode(reply: bytes) -> InferReply:
+        """The fields of a frame's serialized `InferResponse`; raises BackendError when it is
+        malformed, has no image, or is the frame's own error."""
         try:
             decoded = decode_infer_response(reply)
         except WireError as exc:

@@ -1,4 +1,4 @@
-"""One WebSocket connection: read messages, run each as a task, write the replies, cancel on loss.
+"""One WebSocket connection: read messages, serve each, write the replies in order, cancel on loss.
 
 The handler only moves messages between the protocol codecs (`lipsync_proxy.protocol`) and the gRPC
 mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
@@ -8,14 +8,17 @@ mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
   and the handler stops reading (TCP pushes back on the client) instead of queueing.
 * Rate limits (`lipsync_proxy.rate_limit`): a connection over its rate, or whose client address is
   over its rate, is read later; one from an address with its maximum of connections is closed (1013).
-* v1 (no subprotocol): replies are written in request order. Each request's task waits for the task
-  of the request before it, so a pipelining client gets its frames in order while up to
-  `--max-inflight` of them are worked on at once.
+* v1 (no subprotocol): replies are written in request order. Each request waits for the turn of the
+  request before it, so a pipelining client gets its frames in order while up to `--max-inflight`
+  of them are worked on at once. A binary frame (while tracing is off) is answered from its backend
+  call's done callback, without a task of its own: it is most of the traffic, and a task with its
+  chain of coroutines is a sizeable share of what a frame costs the proxy. JSON requests and traced
+  frames are tasks, which wait for the turn before them.
 * v2 (`lipsync.v2`): replies are written as they complete; each carries its request id. Sessions
   are `lipsync_proxy.sessions.SpeakSession` tasks.
 * JSON text messages are accepted on both, in the connection's order discipline.
-* Loss: the moment the TCP connection is lost, every task of the connection is cancelled, and with
-  it its gRPC calls and streams.
+* Loss: the moment the TCP connection is lost, every task and frame of the connection is given up,
+  and with them its gRPC calls and streams.
 * Shutdown (`stop`): the handler stops reading, lets the requests it has read finish until the grace
   deadline, then closes the connection with 1001.
 """
@@ -86,23 +89,28 @@ class ProxyConnection(ServerConnection):
             self._stalled.cancel()
             self._stalled = None
 
-    async def send_reply(self, message: str | bytes | memoryview) -> None:
-        """Send one message. A binary one goes straight to the transport as one frame, header and
-        payload written together, whenever nothing else is being sent: websockets' send() spends
-        an async context manager and two copies of the payload per frame, ~10 µs of a 98 KB frame
-        (docs/performance.md). Anything else takes send()."""
+    def send_now(self, message: str | bytes | memoryview) -> bool:
+        """Write one binary message straight to the transport as one frame, header and payload written
+        together, whenever nothing else is being sent: websockets' send() spends an async context
+        manager and two copies of the payload per frame, ~10 µs of a 98 KB frame (docs/performance.md).
+        False, with nothing written, for a text message or while that cannot be done: send() it then."""
         if (
             isinstance(message, str)
             or self.protocol.state is not State.OPEN
             or self.send_in_progress is not None
             or self.transport.is_closing()
         ):
-            await self.send(message)
-            return
+            return False
         # Whatever the protocol has queued (a pong, say) goes first.
         self.send_data()
         self.transport.writelines((binary_frame_header(len(message)), message))
-        if self.paused:
+        return True
+
+    async def send_reply(self, message: str | bytes | memoryview) -> None:
+        """Send one message: `send_now` when it can, else send(); returns once the peer takes data."""
+        if not self.send_now(message):
+            await self.send(message)
+        elif self.paused:
             await self.drain()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -129,11 +137,64 @@ def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotoc
     return _V2 if _V2 in offered else None
 
 
+class _FrameReply:
+    """A v1 frame answered without a task of its own (`ConnectionHandler._frame`): its reply is written
+    once the backend has answered and the request read before it has been answered, v1's order."""
+
+    __slots__ = ("answer", "call", "previous", "turn")
+
+    def __init__(
+        self,
+        call: mapping.Reply | mapping.FrameCall,
+        previous: asyncio.Future[None] | None,
+        turn: asyncio.Future[None],
+        answer: Callable[[_FrameReply], None],
+    ) -> None:
+        #: The frame's backend call, or its reply when it needed none (an error).
+        self.call = call
+        #: The turn of the request read before it, if that one is not answered yet.
+        self.previous = previous
+        #: Done once this frame is answered or given up: the next request's `previous`.
+        self.turn = turn
+        self.answer = answer
+        if isinstance(call, mapping.FrameCall):
+            call.future.add_done_callback(self._ready)
+        if previous is not None and not previous.done():
+            previous.add_done_callback(self._ready)
+        self._ready()
+
+    def _ready(self, _: object = None) -> None:
+        call = self.call
+        if (
+            self.turn.done()
+            or (isinstance(call, mapping.FrameCall) and not call.future.done())
+            or (self.previous is not None and not self.previous.done())
+        ):
+            return
+        self.answer(self)
+
+    def reply(self) -> mapping.Reply | None:
+        """The frame's reply; None when it was given up."""
+        call = self.call
+        if not isinstance(call, mapping.FrameCall):
+            return call
+        return None if call.future.cancelled() else call.reply()
+
+    def give_up(self) -> None:
+        """Cancel its backend call (the dispatcher gives the frame up)."""
+        if isinstance(self.call, mapping.FrameCall):
+            future = self.call.future
+            if not future.cancel() and not future.cancelled():
+                # Answered, but never to be sent: its error is taken as read, which asyncio would log.
+                future.exception()
+
+
 class ConnectionHandler:
     """Serves one WebSocket connection from its first message to its close."""
 
     __slots__ = (
         "_deadline",
+        "_frames",
         "_last",
         "_reader",
         "_reading",
@@ -154,9 +215,12 @@ class ConnectionHandler:
         self._state = state
         self._slots = asyncio.Semaphore(state.settings.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
-        # v1: the task of the latest request while it runs, which the next one waits for; dropped when
-        # it is done, so that an idle connection keeps neither a frame nor a finished task.
-        self._last: asyncio.Task[None] | None = None
+        # v1: the turn of the latest request (its task, or its `_FrameReply.turn`) until it is answered,
+        # which the next one waits for; dropped then, so that an idle connection keeps neither a frame
+        # nor a finished task.
+        self._last: asyncio.Future[None] | None = None
+        # v1 frames answered without a task of their own, until they are.
+        self._frames: set[_FrameReply] = set()
         self._v2_infers: dict[int, asyncio.Task[None]] = {}
         self._sessions: dict[int, tuple[SpeakSession, asyncio.Task[None]]] = {}
         self._reader: asyncio.Task[Any] | None = None
@@ -196,6 +260,9 @@ class ConnectionHandler:
         """Cancel every request and session of the connection (its gRPC calls with them)."""
         for task in list(self._tasks):
             task.cancel()
+        for frame in list(self._frames):
+            frame.give_up()
+            self._frame_done(frame)
 
     def stop(self, deadline: float) -> None:
         """Shutdown: stop reading now, finish what was read by `deadline` (loop time), close with 1001."""
@@ -227,6 +294,8 @@ class ConnectionHandler:
                         await self._v2_message(message, started)
                 elif isinstance(message, str):
                     self._spawn(self._ordered(mapping.json_message, message, started, self._last))
+                elif self._state.tracer is None:
+                    self._frame(message, started)
                 else:
                     self._spawn(self._ordered(mapping.v1_frame, message, started, self._last))
         except ConnectionClosed:
@@ -277,12 +346,12 @@ class ConnectionHandler:
             return json_messages.error_reply("INTERNAL", "the proxy failed to serve this request")
 
     async def _ordered(
-        self, work: Work, message: Any, started: float, previous: asyncio.Task[None] | None
+        self, work: Work, message: Any, started: float, previous: asyncio.Future[None] | None
     ) -> None:
         reply = await self._reply(work, message, started)
         if previous is not None and not previous.done():
             # Earlier tasks raise nothing but CancelledError, and only when the whole connection is
-            # cancelled, this task included.
+            # cancelled, this task included; a frame's turn never fails.
             await previous
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send_reply(reply)
@@ -291,6 +360,63 @@ class ConnectionHandler:
         reply = await self._reply(work, message, started)
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send_reply(reply)
+
+    # --- v1 frames without a task ------------------------------------------------------------------
+
+    def _frame(self, message: bytes, started: float) -> None:
+        """A v1 binary frame while tracing is off, answered from its backend call's done callback rather
+        than by a task of its own (docs/performance.md). A traced frame needs its span around the
+        call, and takes a task (`_ordered`)."""
+        self._state.admit()
+        turn: asyncio.Future[None] = self.ws.loop.create_future()
+        frame = _FrameReply(
+            mapping.start_v1_frame(self._state, message, started), self._last, turn, self._answer
+        )
+        if not turn.done():
+            self._frames.add(frame)
+            self._last = turn
+
+    def _answer(self, frame: _FrameReply) -> None:
+        """Write a frame's reply, its turn come. A text reply, or a peer that stopped taking data,
+        needs awaiting: a task then finishes the frame, which keeps its slot until the peer has."""
+        try:
+            reply = frame.reply()
+        except Exception:
+            logger.exception("unexpected failure serving a request")
+            reply = json_messages.error_reply("INTERNAL", "the proxy failed to serve this request")
+        if reply is None:
+            self._frame_done(frame)
+            return
+        sent = self.ws.send_now(reply)
+        if sent and not self.ws.paused:
+            self._frame_done(frame)
+            return
+        task = self.ws.loop.create_task(self._finish_sending(reply, sent))
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._frame_done(frame)
+
+        task.add_done_callback(done)
+
+    async def _finish_sending(self, reply: mapping.Reply, sent: bool) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            if sent:
+                await self.ws.drain()
+            else:
+                await self.ws.send(reply)
+
+    def _frame_done(self, frame: _FrameReply) -> None:
+        """A frame is answered or given up: the next request's turn, and its slot free again."""
+        if frame.turn.done():
+            return
+        frame.turn.set_result(None)
+        self._frames.discard(frame)
+        if self._last is frame.turn:
+            self._last = None
+        self._state.inflight -= 1
+        self._slots.release()
 
     # --- v2 ----------------------------------------------------------------------------------------
 
@@ -405,7 +531,8 @@ class ConnectionHandler:
     async def _drain(self) -> None:
         for session, _ in self._sessions.values():
             session.finish_speaking()
-        pending = set(self._tasks)
+        pending: set[asyncio.Future[None]] = set(self._tasks)
+        pending.update(frame.turn for frame in self._frames)
         timeout = max(0.0, self._deadline - asyncio.get_running_loop().time())
         if pending:
             await asyncio.wait(pending, timeout=timeout)

@@ -180,10 +180,17 @@ class FrameDispatcher:
     async def infer(self, request: bytes) -> bytes:
         """The serialized `InferResponse` of one serialized `InferRequest`; BackendError when the call
         carrying it fails (an item's own error is in the reply). Cancelling the caller gives the frame up."""
-        if self._closed:
-            raise BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down")
+        return await self.submit(request)
+
+    def submit(self, request: bytes) -> asyncio.Future[bytes]:
+        """`infer`'s reply as a future, for a caller without a task of its own: cancelling the future
+        gives the frame up."""
         loop = asyncio.get_running_loop()
-        frame = _Frame(request, loop.create_future(), loop.time() + self.timeout_s)
+        future: asyncio.Future[bytes] = loop.create_future()
+        if self._closed:
+            future.set_exception(BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down"))
+            return future
+        frame = _Frame(request, future, loop.time() + self.timeout_s)
         lane = self._take_lane() if self._waiting == 0 else None
         if lane is not None:
             # The only frame under way: it leaves now rather than at the loop's next turn.
@@ -193,16 +200,16 @@ class FrameDispatcher:
                 loop.call_soon(self._flush)
             self._pending.append(frame)
         self._waiting += 1
-        try:
-            return await frame.future
-        except asyncio.CancelledError:
-            # Given up (its client went away, a CANCEL, shutdown): a frame still pending is skipped
-            # by the flush (its future is cancelled too).
-            if frame.work is not None:
-                frame.work.give_up_one()
-            raise
-        finally:
+
+        def answered(future: asyncio.Future[bytes]) -> None:
             self._waiting -= 1
+            # Given up (its client went away, a CANCEL, shutdown): a frame still pending is skipped by
+            # the flush; one on its way counts as given up in its call, cancelled with its last frame.
+            if future.cancelled() and frame.work is not None:
+                frame.work.give_up_one()
+
+        future.add_done_callback(answered)
+        return future
 
     # --- lanes ------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ While tracing is on, each decoded request (but a ping) is answered inside its sp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -61,11 +62,9 @@ def overloaded_error(state: ProxyState) -> ProxyError:
 
 async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
     """A v1 binary request: the JPEG of the full frame, or a text error reply."""
-    try:
-        request = v1.decode_request(message)
-    except ProtocolError as exc:
-        _count(state, V1_FRAME, exc.code, started)
-        return json_messages.error_reply(exc.code, exc.message)
+    request = _v1_request(state, message, started)
+    if isinstance(request, str):
+        return request
     reply = _v1_infer(state, request, started)
     if state.tracer is None:
         return await reply
@@ -73,22 +72,82 @@ async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
     return await spans.traced(state.tracer, V1_FRAME, started, None, attributes, reply)
 
 
+class FrameCall:
+    """A v1 frame whose backend call is under way (`start_v1_frame`): `reply()` once `future` is done
+    and not cancelled."""
+
+    __slots__ = ("called", "future", "request", "started", "state")
+
+    def __init__(
+        self, state: ProxyState, request: v1.FrameRequest, started: float, future: asyncio.Future[bytes]
+    ) -> None:
+        self.state = state
+        self.request = request
+        self.started = started
+        self.called = time.perf_counter()
+        #: The serialized `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
+        self.future = future
+
+    def reply(self) -> Reply:
+        """The JPEG of the full frame, or a text error reply."""
+        try:
+            image = self.state.backend.decode(self.future.result()).image
+        except ProxyError as exc:
+            return _v1_failed(self.state, self.request, self.started, exc)
+        return _v1_answered(self.state, self.request, self.started, self.called, image)
+
+
+def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply | FrameCall:
+    """A v1 binary request while tracing is off, without awaiting anything: its error reply at once,
+    or its backend call under way. The connection answers it from the call's done callback, without a
+    task of its own (`lipsync_proxy.connection`)."""
+    request = _v1_request(state, message, started)
+    if isinstance(request, str):
+        return request
+    refused = _v1_refused(state, request, started)
+    if refused is not None:
+        return refused
+    future = state.backend.submit(wire.encode_infer_request(request.model_name.encode(), request.frame_id))
+    return FrameCall(state, request, started, future)
+
+
+def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.FrameRequest | str:
+    """The decoded request, or the text error reply of a malformed one."""
+    try:
+        return v1.decode_request(message)
+    except ProtocolError as exc:
+        _count(state, V1_FRAME, exc.code, started)
+        return json_messages.error_reply(exc.code, exc.message)
+
+
 async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float) -> Reply:
-    if state.overloaded:
-        error = overloaded_error(state)
-        _count(state, V1_FRAME, error.code, started)
-        return json_messages.error_reply(
-            error.code, error.message, model_name=request.model_name, frame_id=request.frame_id
-        )
+    refused = _v1_refused(state, request, started)
+    if refused is not None:
+        return refused
     called = time.perf_counter()
     try:
         message = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
         image = (await state.backend.infer(message, traced=_traced(state))).image
     except ProxyError as exc:
-        _count(state, V1_FRAME, exc.code, started)
-        return json_messages.error_reply(
-            exc.code, exc.message, model_name=request.model_name, frame_id=request.frame_id
-        )
+        return _v1_failed(state, request, started, exc)
+    return _v1_answered(state, request, started, called, image)
+
+
+def _v1_refused(state: ProxyState, request: v1.FrameRequest, started: float) -> str | None:
+    """The error reply of a frame the global cap refused; None when it was admitted."""
+    return _v1_failed(state, request, started, overloaded_error(state)) if state.overloaded else None
+
+
+def _v1_failed(state: ProxyState, request: v1.FrameRequest, started: float, error: ProxyError) -> str:
+    _count(state, V1_FRAME, error.code, started)
+    return json_messages.error_reply(
+        error.code, error.message, model_name=request.model_name, frame_id=request.frame_id
+    )
+
+
+def _v1_answered(
+    state: ProxyState, request: v1.FrameRequest, started: float, called: float, image: memoryview
+) -> memoryview:
     done = time.perf_counter()
     state.metrics.count_request(V1_FRAME, OK, done - started)
     if state.log_frames:
