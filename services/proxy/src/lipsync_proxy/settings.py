@@ -165,7 +165,7 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
         "--grpc-batches",
         action="store_true",
         default=None,
-        help="send frame batches through grpc only, not on the proxy's own HTTP/2 connections",
+        help="send batches and unary calls through grpc only, not on the proxy's own HTTP/2 connections",
     )
     add("--session-timeout", help="deadline of a v2 speaking session's gRPC stream, seconds (default 3600)")
     add("--max-message-size", help="largest inbound WebSocket message, bytes (default 1048576)")
