@@ -16,6 +16,7 @@ from lipsync_proxy.wire import (
     encode_batch,
     encode_infer_request,
     split_batch,
+    varint,
 )
 
 names = st.text(min_size=1, max_size=60).map(str.encode).filter(lambda b: 0 < len(b) <= 255)
@@ -114,15 +115,6 @@ def test_a_batch_response_splits_into_its_responses_in_order(
 ) -> None:
     data = lipsync_pb2.InferBatchResponse(responses=items, total_ms=total_ms).SerializeToString()
     assert [bytes(part) for part in split_batch(data)] == [item.SerializeToString() for item in items]
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def field(number: int, wire_type: int, value: bytes) -> bytes:

@@ -352,8 +352,7 @@ class FrameDispatcher:
             frame.resolve(bytes(item))
 
     async def _unary(self, frame: _Frame) -> None:
-        timeout = frame.deadline - asyncio.get_running_loop().time()
-        if timeout <= 0:
+        if frame.deadline <= asyncio.get_running_loop().time():
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
         started = time.perf_counter()
