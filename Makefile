@@ -8,14 +8,16 @@ PROTO_FILES := protos/lipsync/v1/lipsync.proto protos/optimized_lipsyncsrv.proto
 PY_SOURCES := $(wildcard services protos/python loadtests deploy)
 PORT ?= 50051
 WS_PORT ?= 8086
+# The address `make run` binds (server, its metrics and the proxy); HOST=0.0.0.0 opens it to the network.
+HOST ?= 127.0.0.1
 
-.PHONY: help venv venv-convert protos protos-check run run-server test lint fmt clean
+.PHONY: help venv protos protos-check run run-server test lint fmt clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyproject.toml protos/python/pyproject.toml \
-  deploy/otlp-sink/pyproject.toml
+$(BIN)/activate: requirements-dev.txt services/*/requirements*.txt services/*/pyproject.toml \
+  protos/python/pyproject.toml deploy/otlp-sink/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt \
@@ -23,10 +25,7 @@ $(BIN)/activate: requirements-dev.txt services/*/requirements.txt services/*/pyp
 	  -e protos/python -e services/common -e services/lipsync-server -e services/proxy -e deploy/otlp-sink
 	touch $@
 
-venv: $(BIN)/activate ## Create .venv with both services and the dev tools
-
-venv-convert: $(BIN)/activate ## Add PyTorch and onnx to .venv (the .pth converter and its tests)
-	$(BIN)/pip install --quiet -r services/lipsync-server/requirements-convert.txt
+venv: $(BIN)/activate ## Create .venv with both services and everything the tests and linters use
 
 protos: $(BIN)/activate ## Generate Python code and .pyi stubs from protos/ into lipsync_protos
 	rm -rf $(PROTO_OUT)/lipsync_protos/lipsync $(PROTO_OUT)/lipsync_protos/optimized_lipsyncsrv_pb2*
@@ -40,12 +39,12 @@ protos-check: protos ## Fail when the committed generated code differs from prot
 	test -z "$$(git status --porcelain -- $(PROTO_OUT))"
 
 run-server: $(BIN)/activate ## Run lipsync-server alone with the demo avatar
-	$(BIN)/lipsync-server --port $(PORT)
+	$(BIN)/lipsync-server --host $(HOST) --port $(PORT)
 
 # Both processes in the foreground; Ctrl-C (or either one exiting) stops both.
-run: $(BIN)/activate ## Run server + proxy natively (demo avatar); open http://localhost:8086/
-	@$(BIN)/lipsync-server --port $(PORT) & server=$$!; \
-	$(BIN)/lipsync-proxy -ws-port $(WS_PORT) -grpc-addr 127.0.0.1:$(PORT) & proxy=$$!; \
+run: $(BIN)/activate ## Run server + proxy natively on 127.0.0.1 (HOST=… widens it); open http://localhost:8086/
+	@$(BIN)/lipsync-server --host $(HOST) --port $(PORT) & server=$$!; \
+	$(BIN)/lipsync-proxy --host $(HOST) -ws-port $(WS_PORT) -grpc-addr 127.0.0.1:$(PORT) & proxy=$$!; \
 	trap 'kill -TERM $$server $$proxy 2>/dev/null' INT TERM; \
 	echo "open http://localhost:$(WS_PORT)/  (Ctrl-C stops both)"; \
 	wait -n; kill -TERM $$server $$proxy 2>/dev/null; wait

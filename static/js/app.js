@@ -69,6 +69,8 @@ const state = {
   live: null,
   /** Whether to play again once reconnected. */
   resume: false,
+  /** When the error in the banner was reported (performance.now()). */
+  errorAt: 0,
 };
 
 // --- frames ------------------------------------------------------------------------------------
@@ -77,6 +79,7 @@ const state = {
 async function fetchFrame(frameId) {
   const model = state.model;
   const mode = state.mode;
+  const requestedAt = performance.now();
   state.inflight += 1;
   try {
     const [reply, baseJpeg] = await Promise.all([
@@ -88,7 +91,7 @@ async function fetchFrame(frameId) {
       decodeJpeg(reply.image),
       baseJpeg === null ? null : decodeJpeg(baseJpeg),
     ]);
-    return { frameId, image, base, bounds: reply.bounds };
+    return { frameId, image, base, bounds: reply.bounds, requestedAt };
   } finally {
     state.inflight -= 1;
   }
@@ -107,6 +110,8 @@ function noteTimings(timings) {
 function present(frame, frameId) {
   renderer.draw(frame);
   releaseFrame(frame);
+  // Only a frame asked for after the error proves that what it reported works again.
+  if (frame.requestedAt > state.errorAt) resolved('frames');
   state.metrics.frames += 1;
   shownRate.mark();
   state.frame = frameId;
@@ -296,6 +301,7 @@ async function loadAudio(model) {
     audio.load(base64Bytes(reply.audio_base64));
     showAudio(`${(reply.duration_s ?? model.audioSeconds ?? 0).toFixed(1)} s, plays in sync`);
     log.add(`Audio of ${model.name} loaded (${formatBytes(reply.size ?? 0)})`, 'ok');
+    resolved('audio');
   } catch (error) {
     if (state.model?.name !== model.name) return;
     // A proxy that predates get_audio answers "unknown message type"; that is no failure.
@@ -306,7 +312,7 @@ async function loadAudio(model) {
       log.add('This proxy does not serve package audio; frames play without sound', 'warn');
     } else {
       showAudio('unavailable');
-      reportError(error, 'audio');
+      reportError(error, 'audio', 'audio');
     }
   }
 }
@@ -386,6 +392,7 @@ async function startLive() {
 }
 
 async function showLiveFrame(live, message) {
+  const requestedAt = performance.now();
   const [image, baseJpeg] = await Promise.all([
     decodeJpeg(message.image),
     message.outputMode === 'face_crop' ? state.baseFrames.get(message.frameId) : null,
@@ -393,7 +400,7 @@ async function showLiveFrame(live, message) {
   const base = baseJpeg === null ? null : await decodeJpeg(baseJpeg);
   if (live.startedAt !== null) latencies.add(performance.now() - (live.startedAt + message.audioTimeMs));
   if (message.timings) noteTimings(message.timings);
-  present({ frameId: message.frameId, image, base, bounds: message.bounds }, message.frameId);
+  present({ frameId: message.frameId, image, base, bounds: message.bounds, requestedAt }, message.frameId);
   live.session.grant(1);
 }
 
@@ -472,7 +479,11 @@ function connect() {
 
 // --- errors ------------------------------------------------------------------------------------
 
-function reportError(error, context) {
+/**
+ * Show an error in the banner until it is dismissed or what it reported works again: `cause` names
+ * what that is ('frames': a frame shown; 'audio': the package's audio loaded).
+ */
+function reportError(error, context, cause = 'frames') {
   if (error instanceof ConnectionLost) {
     // The connection's state and the log already say so; the request is simply not answered.
     log.add(`${context}: not answered (${error.message})`, 'warn');
@@ -484,7 +495,16 @@ function reportError(error, context) {
   ui.errorCode.textContent = code;
   ui.errorText.textContent = `${message} (${context})`;
   ui.banner.hidden = false;
+  ui.banner.dataset.cause = cause;
+  state.errorAt = performance.now();
   log.add(`${context}: ${code}: ${message}`, 'error');
+}
+
+/** What an error in the banner reported works again: the banner goes. */
+function resolved(cause) {
+  if (ui.banner.hidden || ui.banner.dataset.cause !== cause) return;
+  ui.banner.hidden = true;
+  log.add(`${ui.errorCode.textContent} resolved: ${cause === 'frames' ? 'frames arrive' : 'audio loaded'}`, 'ok');
 }
 
 // --- metrics -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Fixtures of the fault suite: where the processes log, the demo avatar's cache, and the figures.
 
-Every timeout is a multiple of LIPSYNC_TEST_TIME_UNIT (seconds, default 1), as in the services' tests;
+Every timeout is a multiple of lipsync_common.waiting.TIME_UNIT, as in the services' tests;
 the measured figures are written to `artifacts/chaos/results.json` (or $CHAOS_RESULTS) at the end.
 """
 
@@ -18,7 +18,6 @@ import pytest
 
 from loadtests.processes import REPO
 
-TIME_UNIT = float(os.environ.get("LIPSYNC_TEST_TIME_UNIT", "1"))
 RESULTS = Path(os.environ.get("CHAOS_RESULTS", REPO / "artifacts" / "chaos" / "results.json"))
 
 _figures: dict[str, dict[str, Any]] = {}

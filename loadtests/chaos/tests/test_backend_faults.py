@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lipsync_common.waiting import TIME_UNIT
 from loadtests.chaos.clients import GOING_AWAY, closed_loop
 from loadtests.chaos.ledger import (
     OK,
@@ -22,8 +23,6 @@ from loadtests.chaos.ledger import (
 )
 from loadtests.chaos.stack import DoubleProcess, double_stats, http_status, kill, terminate
 from loadtests.processes import ProxyProcess, ServerProcess
-
-from .conftest import TIME_UNIT
 
 pytestmark = pytest.mark.integration
 

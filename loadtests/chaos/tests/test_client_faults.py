@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v1, v2
 from loadtests.chaos.clients import RawClient, V2Connection, closed_loop, open_loop
 from loadtests.chaos.ledger import OK, Ledger, Outcome, codes, latency_summary
 from loadtests.chaos.stack import DoubleProcess, double_stats, proxy_metric
 from loadtests.processes import ProxyProcess
 from loadtests.procstat import rss_kib
-
-from .conftest import TIME_UNIT
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
+from lipsync_common.waiting import TIME_UNIT
 from loadtests.chaos.clients import open_loop
 from loadtests.chaos.ledger import OK, Ledger, codes, latency_summary, rate
 from loadtests.chaos.stack import DoubleProcess
 from loadtests.processes import ProxyProcess
-
-from .conftest import TIME_UNIT
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -15,8 +14,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-# Every timeout in the tests is a multiple of this; raise LIPSYNC_TEST_TIME_UNIT on a slow machine.
-TIME_UNIT = float(os.environ.get("LIPSYNC_TEST_TIME_UNIT", "1"))
+from lipsync_common.waiting import TIME_UNIT
+
 SERVER_BIN = Path(sys.executable).with_name("lipsync-server")
 
 

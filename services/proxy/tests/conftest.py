@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, ServerProcess, wait_until
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
+from .processes import DoubleProcess, ProxyProcess, ServerProcess
 
 
 @pytest.fixture(scope="session")

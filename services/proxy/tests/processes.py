@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-# Every timeout in the tests is a multiple of this; raise LIPSYNC_TEST_TIME_UNIT on a slow machine.
-TIME_UNIT = float(os.environ.get("LIPSYNC_TEST_TIME_UNIT", "1"))
+from lipsync_common.waiting import TIME_UNIT
+
 BIN = Path(sys.executable).parent
 DOUBLES = Path(__file__).with_name("doubles.py")
 
@@ -72,16 +72,6 @@ def grpc_serving(address: str) -> bool:
         except grpc.RpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    """Poll `condition()` every 50 ms until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not within {timeout:.1f} s")
 
 
 @dataclass

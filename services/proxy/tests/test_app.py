@@ -12,13 +12,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.protocol import v2
 from lipsync_proxy.settings import Settings
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, start_double
-from .processes import TIME_UNIT, v1_request
+from .processes import v1_request
 
 
 @dataclass

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
 from .doubles import double_stats, frame_id_of, set_double_serving
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, v1_request, wait_until
+from .processes import DoubleProcess, ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import grpc
 import pytest
 
+from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy import backend_connections
 from lipsync_proxy.backend_connections import Address, BackendConnections, Source, sources_of
 from lipsync_proxy.dispatch import FrameDispatcher
@@ -20,8 +21,6 @@ from lipsync_proxy.targets import parse_grpc_addr
 from lipsync_proxy.wire import decode_infer_response, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, set_double_serving, start_double
-from .processes import TIME_UNIT
-from .waiting import eventually
 
 SLOW = 2000
 CONFIG = DoubleConfig(frames=3000, delay_s_per_frame=0.001, payload_size=64)

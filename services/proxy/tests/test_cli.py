@@ -12,8 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
+from lipsync_common.waiting import TIME_UNIT
+
 from .doubles import frame_id_of
-from .processes import BIN, TIME_UNIT, DoubleProcess, ProxyProcess, free_port, v1_request
+from .processes import BIN, DoubleProcess, ProxyProcess, free_port, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy.protocol import v2
 
 from .doubles import double_stats, frame_id_of
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, http_get, v1_request
+from .processes import DoubleProcess, ProxyProcess, http_get, v1_request
 
 pytestmark = pytest.mark.integration
 
@@ -133,27 +134,29 @@ async def test_permessage_deflate_is_refused_even_when_the_client_offers_it(prox
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
 
 
+async def frames_at_backend(double: DoubleProcess, count: str, at_least: int) -> bool:
+    """Whether the backend double's `count` of frames ("calls", "active", "cancelled") is `at_least`."""
+    return (await double_stats(double.address))[count].get("frame", 0) >= at_least
+
+
 async def test_a_client_that_disconnects_mid_request_leaves_no_call_running(
     proxy: ProxyProcess, double: DoubleProcess
 ) -> None:
-    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
+    stats = await double_stats(double.address)
+    started, before = stats["calls"].get("frame", 0), stats["cancelled"].get("frame", 0)
     async with connect(proxy.ws_url) as ws:
         # Frame 299 takes 299 ms at the backend.
         await ws.send(v1_request("demo", 299))
-        await asyncio.sleep(0.05 * TIME_UNIT)
-    closed_at = time.monotonic()
-    stats = await double_stats(double.address)
-    while stats["cancelled"].get("frame", 0) == before and time.monotonic() - closed_at < 2 * TIME_UNIT:
-        await asyncio.sleep(0.01)
-        stats = await double_stats(double.address)
-    assert stats["cancelled"].get("frame", 0) == before + 1
-    assert stats["active"].get("frame", 0) == 0
+        await eventually(lambda: frames_at_backend(double, "calls", started + 1), "the call at the backend")
+    await eventually(lambda: frames_at_backend(double, "cancelled", before + 1), "the call cancelled")
+    assert (await double_stats(double.address))["active"].get("frame", 0) == 0
 
 
 async def test_pipelined_frames_of_a_client_that_disconnects_leave_no_call_and_no_request_behind(
     proxy: ProxyProcess, double: DoubleProcess
 ) -> None:
-    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
+    stats = await double_stats(double.address)
+    started, before = stats["calls"].get("frame", 0), stats["cancelled"].get("frame", 0)
     async with connect(proxy.ws_url) as ws:
         # Frame 299 takes 299 ms at the backend; 1, 2 and 3 are answered at once and wait for their
         # turn behind it, as does the error reply of the empty (malformed) request.
@@ -165,19 +168,16 @@ async def test_pipelined_frames_of_a_client_that_disconnects_leave_no_call_and_n
             v1_request("demo", 3),
         ):
             await ws.send(message)
-        await asyncio.sleep(0.1 * TIME_UNIT)
+        await eventually(lambda: frames_at_backend(double, "calls", started + 4), "the frames at the backend")
 
-    async def settled() -> str:
+    async def settled() -> bool:
         stats = await double_stats(double.address)
         metrics = (await asyncio.to_thread(http_get, proxy.port, "/metrics")).body.decode()
         cancelled = stats["cancelled"].get("frame", 0) - before
         inflight = "lipsync_proxy_inflight_requests 0.0" in metrics
-        return f"cancelled={cancelled} active={stats['active'].get('frame', 0)} inflight_zero={inflight}"
+        return (cancelled, stats["active"].get("frame", 0), inflight) == (1, 0, True)
 
-    deadline = time.monotonic() + 2 * TIME_UNIT
-    while (state := await settled()) != "cancelled=1 active=0 inflight_zero=True":
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.01)
+    await eventually(settled, "the slow call cancelled and no request in flight")
     async with connect(proxy.ws_url) as ws:
         await ws.send(v1_request("demo", 4))
         assert frame_id_of(await recv_bytes(ws)) == 4, "the proxy serves on"

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 import pytest
 
+from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy import dispatch
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.dispatch import FrameDispatcher
@@ -18,8 +19,6 @@ from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.wire import decode_infer_response, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, start_double
-from .processes import TIME_UNIT
-from .waiting import eventually
 
 # Frame f takes f ms: frame 2000 runs long enough to be given up.
 SLOW = 2000

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 
-from .processes import TIME_UNIT, ProxyProcess, ServerProcess, v1_request
+from .processes import ProxyProcess, ServerProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.waiting import TIME_UNIT, wait_until
 from lipsync_proxy.protocol import v2
 from lipsync_proxy.protocol.fields import OutputMode
 
 from .doubles import double_stats
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, v1_request, wait_until
+from .processes import DoubleProcess, ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ import hpack
 import pytest
 import uvloop
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy import http2
 from lipsync_proxy.http2 import (
     ACK,
@@ -57,8 +58,6 @@ from lipsync_proxy.http2 import (
     literal,
     request_headers,
 )
-
-from .processes import TIME_UNIT
 
 ECHO = "/test.Echo/Echo"
 FAIL = "/test.Echo/Fail"

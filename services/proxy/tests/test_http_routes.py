@@ -8,6 +8,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from lipsync_common.waiting import eventually
+
 from .processes import ProxyProcess, http_get, v1_request
 
 pytestmark = pytest.mark.integration
@@ -40,7 +42,16 @@ async def test_metrics_count_connections_requests_and_latency(proxy: ProxyProces
         await ws.recv()
         await ws.send(v1_request("nobody", 1))
         await ws.recv()
-        metrics = (await asyncio.to_thread(http_get, proxy.port, "/metrics")).body.decode()
+
+        async def scrape() -> str:
+            return (await asyncio.to_thread(http_get, proxy.port, "/metrics")).body.decode()
+
+        async def failure_counted() -> bool:
+            return 'lipsync_proxy_requests_total{code="NOT_FOUND",type="v1_frame"}' in await scrape()
+
+        # A request may be counted just after its reply went out: wait for the last one.
+        await eventually(failure_counted, "the failed request counted")
+        metrics = await scrape()
     assert 'lipsync_proxy_open_connections{protocol="v1"} 1.0' in metrics
     assert 'lipsync_proxy_connections_total{protocol="v1"}' in metrics
     assert 'lipsync_proxy_requests_total{code="OK",type="v1_frame"}' in metrics

@@ -9,10 +9,11 @@ import json
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 
 from .doubles import frame_id_of
-from .processes import TIME_UNIT, ProxyProcess
+from .processes import ProxyProcess
 
 pytestmark = pytest.mark.integration
 

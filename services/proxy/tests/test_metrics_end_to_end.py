@@ -14,9 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.waiting import TIME_UNIT, wait_until
 from lipsync_proxy.protocol import v2
 
-from .processes import TIME_UNIT, ProxyProcess, ServerProcess, http_get, v1_request, wait_until
+from .processes import ProxyProcess, ServerProcess, http_get, v1_request
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,9 @@ def parse(text: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+SPEAK_CALLS = ("lipsync_server_requests_total", frozenset({"method": "Speak", "code": "OK"}.items()))
 
 
 def scrape_proxy(proxy: ProxyProcess) -> Samples:
@@ -106,6 +110,12 @@ def test_after_traffic_both_services_metrics_have_the_values_it_implies(
         lambda: value(scrape_proxy(metered_proxy), "lipsync_proxy_open_connections", protocol="v2") == 0,
         5 * TIME_UNIT,
         "the connections closed",
+    )
+    # The server counts a call once it has answered it: wait until the last one, the Speak call, is.
+    wait_until(
+        lambda: scrape_server(real_server).get(SPEAK_CALLS, 0) > server_before.get(SPEAK_CALLS, 0),
+        5 * TIME_UNIT,
+        "the server counting the Speak call",
     )
     proxy = scrape_proxy(metered_proxy)
     server = scrape_server(real_server)

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from lipsync_common.waiting import TIME_UNIT, wait_until
 from lipsync_proxy.rate_limit import ClientLimits, TokenBucket, TooManyConnectionsError, client_address
 from lipsync_proxy.settings import SettingsError, settings_from_args
 
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, http_get, v1_request, wait_until
+from .processes import DoubleProcess, ProxyProcess, http_get, v1_request
 
 
 class ManualClock:

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy import spans
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.protocol import v2
@@ -21,9 +22,8 @@ from lipsync_proxy.protocol.fields import OutputMode
 from lipsync_proxy.settings import Settings
 
 from .doubles import DoubleConfig, RunningDouble, start_double
-from .processes import TIME_UNIT, v1_request
+from .processes import v1_request
 from .span_recording import SpanRecorder
-from .waiting import eventually
 
 PAYLOAD_SIZE = 1000
 INFER = "/lipsync.v1.LipSync/Infer"

@@ -11,11 +11,11 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
 from lipsync_proxy.tracing_interceptor import client_interceptors
 
 from .doubles import DoubleConfig, RunningDouble, start_double
-from .processes import TIME_UNIT
 from .span_recording import SpanRecorder
 
 INFER = "/lipsync.v1.LipSync/Infer"

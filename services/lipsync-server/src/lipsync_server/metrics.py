@@ -102,7 +102,7 @@ class ServerMetrics:
         if frames:
             self.batch_size.observe(frames[0].timings.batch_size)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve /metrics on `port` (0 picks one) in a daemon thread; returns the bound port."""
+    def serve(self, port: int, host: str) -> int:
+        """Serve /metrics on `host`:`port` (0 picks one) in a daemon thread; returns the bound port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)

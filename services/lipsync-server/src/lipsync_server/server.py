@@ -110,7 +110,7 @@ class LipsyncServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.start()
         if self.settings.metrics_port:
-            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         logger.info(
             "lipsync-server listening on port %d (metrics: %s)", self.port, self.metrics_port or "off"
         )

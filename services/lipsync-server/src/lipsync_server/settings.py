@@ -39,6 +39,13 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
 
+    @property
+    def metrics_host(self) -> str:
+        """The address /metrics binds: `--host` itself, but every IPv4 interface for a wildcard, since
+        an IPv6 wildcard fails in containers without IPv6 where grpc falls back to IPv4 itself."""
+        host = self.host.strip("[]")
+        return "0.0.0.0" if host in ("", "::", "0.0.0.0") else host
+
     def problems(self) -> list[str]:
         """Every invalid setting, described; empty when all is well."""
         found = []
@@ -88,7 +95,7 @@ def build_parser(prog: str = "lipsync-server") -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--port", type=int, default=defaults.port, help="gRPC port (0 picks a free one)")
-    add("--host", default=defaults.host, help="address to bind")
+    add("--host", default=defaults.host, help="address to bind, for gRPC and /metrics")
     add("--models-dir", type=Path, default=None, help="directory of model packages (default: demo avatar)")
     add("--model", dest="models", action="append", default=[], metavar="NAME", help=MODEL_NAME_HELP)
     add("--cache-dir", type=Path, default=defaults.cache_dir, help="where the demo avatar is generated")

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from server_process import SERVER_BIN, TIME_UNIT, ServerProcess, health_status
 
+from lipsync_common.waiting import wait_until
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
 from lipsync_protos.lipsync.v1 import lipsync_pb2_grpc
 
@@ -72,10 +73,16 @@ def test_metrics_count_requests_by_method_and_code(demo_server: ServerProcess) -
         with pytest.raises(grpc.RpcError):
             stub.Infer(pb.InferRequest(model_name="demo", frame_id=-5))
     url = f"http://127.0.0.1:{demo_server.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5 * TIME_UNIT) as reply:
-        text = reply.read().decode()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=5 * TIME_UNIT) as reply:
+            return str(reply.read().decode())
+
+    # The server counts a call once it has answered it: wait for the last one.
+    failed = 'lipsync_server_requests_total{code="OUT_OF_RANGE",method="Infer"}'
+    wait_until(lambda: failed in scrape(), 5 * TIME_UNIT, "the failed call counted")
+    text = scrape()
     assert 'lipsync_server_requests_total{code="OK",method="Infer"}' in text
-    assert 'lipsync_server_requests_total{code="OUT_OF_RANGE",method="Infer"}' in text
     assert 'lipsync_server_stage_duration_seconds_count{stage="encode"}' in text
     assert 'lipsync_server_models{state="ready"} 1.0' in text
 

@@ -12,6 +12,7 @@ from package_factory import write_native_package
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import TIME_UNIT, ServerProcess
 
+from lipsync_common.waiting import wait_until
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
 from lipsync_protos.lipsync.v1 import lipsync_pb2_grpc
 
@@ -48,6 +49,10 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
+def calls_counted(samples: Samples) -> float:
+    return sum(count for (name, _labels), count in samples.items() if name == "lipsync_server_requests_total")
+
+
 def test_after_traffic_every_metric_has_the_values_the_traffic_implies(server: ServerProcess) -> None:
     with grpc.insecure_channel(server.address) as channel:
         stub = lipsync_pb2_grpc.LipSyncStub(channel)
@@ -66,6 +71,8 @@ def test_after_traffic_every_metric_has_the_values_the_traffic_implies(server: S
         batch = [pb.InferRequest(model_name=MODEL, frame_id=f) for f in (999, 998)]
         reply = stub.InferBatch(pb.InferBatchRequest(requests=batch), timeout=10 * TIME_UNIT)
         assert all(item.HasField("error") for item in reply.responses)
+    # The server counts a call once it has answered it: wait until all eight calls are counted.
+    wait_until(lambda: calls_counted(scrape(server)) == 8, 5 * TIME_UNIT, "every call counted")
     samples = scrape(server)
 
     assert value(samples, "lipsync_server_requests_total", method="Infer", code="OK") == 5

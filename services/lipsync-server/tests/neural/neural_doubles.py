@@ -17,6 +17,14 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+# How closely two runs of the projection below agree when they are given the same windows in batches of
+# different sizes (a whole file against one request's window, a padded bucket against its frames). Each
+# feature is a float32 sum of 1,280 products of order 1, and BLAS kernels sum a matrix product of another
+# shape in another order: the results then differ by a few float32 ulps (3.5e-6 seen on one CPU). 1e-5,
+# absolute and relative, allows that many times over, while any plumbing error (a window one hop off, a
+# wrong row or channel) moves features by 1e-2 or more.
+PROJECTION_TOLERANCE = 1e-5
+
 
 class ProjectionEncoderDouble:
     def __init__(self, seed: int = 0) -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from conftest import ConvertedModels
-from neural_doubles import ProjectionEncoderDouble
+from neural_doubles import PROJECTION_TOLERANCE, ProjectionEncoderDouble
 from reference_weights import load_vector
 
 from lipsync_server.ave import (
@@ -71,14 +71,24 @@ def test_a_window_around_each_frame_of_an_utterance_gives_that_frame_of_the_whol
     wave = speech_like(samples)
     rows = package_features(encode, wave)
     for frame in range(math.ceil(samples / 640)):
-        np.testing.assert_array_equal(window_audio(encode, wave, 640 * frame), frame_audio(rows, frame))
+        np.testing.assert_allclose(
+            window_audio(encode, wave, 640 * frame),
+            frame_audio(rows, frame),
+            rtol=PROJECTION_TOLERANCE,
+            atol=PROJECTION_TOLERANCE,
+        )
 
 
 def test_a_window_off_the_frame_grid_is_read_from_its_centre_sample() -> None:
     encode = ProjectionEncoderDouble()
     wave = speech_like(20_000)
     shifted = window_audio(encode, wave, 6_400 + 123)
-    np.testing.assert_array_equal(shifted, frame_audio(package_features(encode, wave[123:]), 10))
+    np.testing.assert_allclose(
+        shifted,
+        frame_audio(package_features(encode, wave[123:]), 10),
+        rtol=PROJECTION_TOLERANCE,
+        atol=PROJECTION_TOLERANCE,
+    )
 
 
 def test_a_request_window_encodes_only_the_windows_its_frame_hears() -> None:
@@ -101,7 +111,9 @@ def test_a_stream_in_random_pieces_gives_the_frames_of_the_whole_audio(samples: 
     frames += stream.finish()
     assert len(frames) == math.ceil(samples / 640), "one frame per 40 ms begun"
     for index, tensor in enumerate(frames):
-        np.testing.assert_allclose(tensor, frame_audio(rows, index), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            tensor, frame_audio(rows, index), rtol=PROJECTION_TOLERANCE, atol=PROJECTION_TOLERANCE
+        )
 
 
 def test_a_stream_trails_the_audio_by_the_half_second_a_frame_hears_ahead() -> None:

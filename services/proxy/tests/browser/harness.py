@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ..processes import TIME_UNIT, ProxyProcess, ServerProcess, wait_until
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
+from ..processes import ProxyProcess, ServerProcess
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -9,10 +9,11 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 from lipsync_proxy.protocol.fields import Bounds, OutputMode
 
-from ..processes import TIME_UNIT, ProxyProcess
+from ..processes import ProxyProcess
 from .harness import ClientPage, Page, client_url, expect
 
 pytestmark = pytest.mark.integration
@@ -160,6 +161,26 @@ def test_an_unknown_model_is_refused_with_the_servers_error_shown(
     expect(page.locator("#m-errors")).to_have_text("1")
     page.click("#error-dismiss")
     expect(page.locator("#error-banner")).to_be_hidden()
+
+
+def test_an_error_banner_goes_once_the_right_model_is_chosen_and_frames_arrive(
+    client: ClientPage, client_proxy: ProxyProcess
+) -> None:
+    page = client.page
+    client.open(client_url(client_proxy))
+    expect(page.locator("#badge-frame")).to_have_text("frame 0")
+
+    page.locator("#model-input").fill("nobody")
+    page.locator("#model-input").press("Enter")
+    expect(page.locator("#error-code")).to_have_text("NOT_FOUND")
+    expect(page.locator("#error-banner")).to_be_visible()
+    shown = page.locator("#m-frames").inner_text()
+
+    page.locator("#model-input").fill("demo")
+    page.locator("#model-input").press("Enter")
+    expect(page.locator("#m-frames")).not_to_have_text(shown)
+    expect(page.locator("#error-banner")).to_be_hidden()
+    expect(page.locator("#m-errors")).to_have_text("1")
 
 
 def test_the_page_fits_a_phone_screen(phone_client: ClientPage, client_proxy: ProxyProcess) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ..processes import TIME_UNIT, ProxyProcess, ServerProcess
+from lipsync_common.waiting import TIME_UNIT
+
+from ..processes import ProxyProcess, ServerProcess
 from .harness import ClientPage, client_url, expect, start_client_proxy
 
 pytestmark = pytest.mark.integration

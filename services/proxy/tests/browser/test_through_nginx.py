@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ..processes import TIME_UNIT, ProxyProcess, ServerProcess, free_port, wait_until
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
+from ..processes import ProxyProcess, ServerProcess, free_port
 from .harness import IN_CI, REPO, STATIC_DIR, ClientPage, expect
 
 pytestmark = pytest.mark.integration
