@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
-from lipsync_common.waiting import TIME_UNIT
+from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.protocol import v2
@@ -65,7 +65,7 @@ async def test_beyond_the_global_cap_requests_get_resource_exhausted(stack: Stac
         await first.send(v1_request("demo", 200))
         await first.send(v1_request("demo", 201))
         await second.send(v1_request("demo", 202))
-        await asyncio.sleep(0.05 * TIME_UNIT)
+        await eventually(lambda: stack.app.state.inflight == 3, "the three requests admitted")
         await third.send(v1_request("demo", 3))
         await third.send(json.dumps({"type": "inference", "model_name": "demo", "frame_id": 4, "id": 1}))
         refused = json.loads(await third.recv())
@@ -101,9 +101,9 @@ async def test_shutdown_lets_a_session_finish_its_speech_then_closes_with_1001(s
 async def test_new_connections_are_refused_while_shutting_down(stack: Stack) -> None:
     async with connect(stack.url) as ws:
         await ws.send(v1_request("demo", 150))
-        await asyncio.sleep(0.02 * TIME_UNIT)
+        await eventually(lambda: stack.app.state.inflight == 1, "the request admitted")
         shutdown = asyncio.create_task(stack.app.shutdown())
-        await asyncio.sleep(0.02 * TIME_UNIT)
+        await eventually(lambda: stack.app.state.draining, "the proxy draining")
         with pytest.raises(ConnectionRefusedError):
             async with connect(stack.url, open_timeout=2 * TIME_UNIT):
                 pass

@@ -12,9 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
-from lipsync_common.waiting import TIME_UNIT
+from lipsync_common.waiting import TIME_UNIT, eventually
 
-from .doubles import frame_id_of
+from .doubles import double_stats, frame_id_of
 from .processes import BIN, DoubleProcess, ProxyProcess, free_port, v1_request
 
 pytestmark = pytest.mark.integration
@@ -70,17 +70,22 @@ def test_every_invalid_setting_is_reported_at_once() -> None:
         assert problem in result.stderr
 
 
+async def frames_started(double: DoubleProcess, at_least: int) -> bool:
+    return (await double_stats(double.address))["calls"].get("frame", 0) >= at_least
+
+
 async def test_sigterm_drains_in_flight_requests_closes_with_1001_and_exits_0(
     double: DoubleProcess, logs_dir: Path
 ) -> None:
     proxy = ProxyProcess(logs_dir, grpc_addr=double.address, args=["--grace-period", str(5 * TIME_UNIT)])
     await asyncio.to_thread(proxy.start().wait_ready, 20 * TIME_UNIT)
+    started = (await double_stats(double.address))["calls"].get("frame", 0)
     try:
         frames = [200, 210, 220, 230]
         async with connect(proxy.ws_url) as ws:
             for frame_id in frames:
                 await ws.send(v1_request("demo", frame_id))
-            await asyncio.sleep(0.05 * TIME_UNIT)
+            await eventually(lambda: frames_started(double, started + len(frames)), "the frames started")
             assert proxy.process is not None
             proxy.process.send_signal(signal.SIGTERM)
             replies = [await asyncio.wait_for(ws.recv(), 5 * TIME_UNIT) for _ in frames]

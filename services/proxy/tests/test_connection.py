@@ -256,10 +256,11 @@ async def test_a_v2_id_already_in_flight_is_refused(proxy: ProxyProcess) -> None
 
 
 async def test_a_v2_cancel_ends_the_request_and_its_call(proxy: ProxyProcess, double: DoubleProcess) -> None:
-    before = (await double_stats(double.address))["cancelled"].get("frame", 0)
+    stats = await double_stats(double.address)
+    started, before = stats["calls"].get("frame", 0), stats["cancelled"].get("frame", 0)
     async with connect(proxy.ws_url, subprotocols=[v2.SUBPROTOCOL]) as ws:
         await ws.send(v2.encode_client(v2.InferRequest(4, "demo", 299)))
-        await asyncio.sleep(0.05 * TIME_UNIT)
+        await eventually(lambda: frames_at_backend(double, "calls", started + 1), "the call at the backend")
         await ws.send(v2.encode_client(v2.Cancel(4)))
         reply = await recv_v2(ws)
         # A CANCEL for an id no longer in flight is ignored: the next reply is the ping's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from unittest.mock import MagicMock
 
+from lipsync_common.waiting import eventually
 from lipsync_proxy.memory import keep_freed_memory, malloc_trim, trim_when_idle
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
@@ -34,6 +35,7 @@ async def test_the_heap_is_trimmed_once_a_whole_interval_passed_without_requests
     await intervals(3)
     assert trims == []  # a request in flight
     state.inflight -= 1
+    await eventually(lambda: trims == [0], "one trim once idle after serving")
     await intervals(3)
     assert trims == [0]  # idle after serving: once
     for _ in range(50):  # a request every tenth of an interval: never idle for a whole one
@@ -45,8 +47,7 @@ async def test_the_heap_is_trimmed_once_a_whole_interval_passed_without_requests
     await intervals(3)
     assert trims == [0]  # a session is open
     state.sessions = 0
-    await intervals(3)
-    assert trims == [0, 0]
+    await eventually(lambda: trims == [0, 0], "a trim once the session closed")
     task.cancel()
 
 
