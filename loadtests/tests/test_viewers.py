@@ -35,11 +35,12 @@ async def test_viewers_are_added_until_latency_passes_the_threshold() -> None:
     open_lanes: list[SlowingLane] = []
 
     async def open_lane() -> SlowingLane:
-        return SlowingLane(open_lanes, per_lane_s=0.01)
+        return SlowingLane(open_lanes, per_lane_s=0.03)
 
-    ramp = Ramp(start=2, step=2, step_s=0.4, settle_s=0.1, threshold_ms=50, max_viewers=20)
+    ramp = Ramp(start=2, step=2, step_s=0.4, settle_s=0.1, threshold_ms=150, max_viewers=20)
     steps = await ramp_viewers(open_lane, ramp)
-    # Latency is 10 ms per viewer: 2 and 4 viewers hold, 6 (60 ms) does not, and the ramp stops there.
+    # Latency is 30 ms per viewer: 2 and 4 viewers hold (120 ms, 30 ms below the threshold, which a busy
+    # test machine may take), 6 (180 ms) does not, and the ramp stops there.
     assert [s.viewers for s in steps] == [2, 4, 6]
     assert [s.attempt for s in steps] == [1, 1, 2], "the failing step was measured once more"
     assert capacity(steps, ramp.threshold_ms) == 4
