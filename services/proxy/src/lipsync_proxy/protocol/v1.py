@@ -148,7 +148,10 @@ def encode_request(request: V1Request) -> bytes:
         raise ValueError(f"frame_id must be in [0, {MAX_FRAME_ID}], got {request.frame_id}")
     if isinstance(request, CropRequest):
         return (
-            _U32.pack(len(name)) + name + struct.pack("<II", request.frame_id, len(request.audio)) + request.audio
+            _U32.pack(len(name))
+            + name
+            + struct.pack("<II", request.frame_id, len(request.audio))
+            + request.audio
         )
     return bytes((len(name),)) + name + _FRAME_ID.pack(request.frame_id)
 
