@@ -20,6 +20,7 @@ README layout it most likely meant to be. A failure reply is the text message
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -160,7 +161,7 @@ def encode_crop_reply(
     frame_id: int, processing_ms: float, image: bytes | memoryview, bounds: tuple[float, ...]
 ) -> bytes:
     """The code layout's reply; ``processing_ms`` is rounded (and clamped) into its u32."""
-    ms = min(max(round(processing_ms), 0), 0xFFFF_FFFF) if processing_ms == processing_ms else 0
+    ms = min(max(round(processing_ms), 0), 0xFFFF_FFFF) if math.isfinite(processing_ms) else 0
     head = _CROP_HEAD.pack(CROP_REPLY, frame_id, ms, len(image))
     tail = _U32.pack(4 * len(bounds)) + struct.pack(f"<{len(bounds)}f", *bounds)
     return b"".join((head, image, tail))
