@@ -72,12 +72,10 @@ class ClientConnection:
 _connection: ContextVar[ClientConnection | None] = ContextVar("lipsync_proxy_connection", default=None)
 
 
-def serve_connection(address: str, v1: bool) -> ClientConnection:
+def serve_connection(address: str, v1: bool) -> None:
     """Start serving a connection in the current context: the tasks it creates, and the callbacks it
     adds, see the connection's `ClientConnection` from here on."""
-    connection = ClientConnection(address, v1)
-    _connection.set(connection)
-    return connection
+    _connection.set(ClientConnection(address, v1))
 
 
 def log_failure(kind: str, code: str, message: str, model_name: str | None, frame_id: int | None) -> None:
