@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -39,6 +39,8 @@ from lipsync_server.status import status_for
 
 # The request/response types vary per method; the stubs make the context generic over both.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+#: One frame's reply and the status of its failure (OK when it succeeded).
+FrameReply: TypeAlias = "tuple[seed.OptimizedInferenceResponse, grpc.StatusCode]"
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +99,14 @@ def _chunk_audio(request: seed.BatchInferenceWithAudioRequest) -> Callable[[int]
     of a known size, None (the package's own audio) when they are not. Raises InvalidArgumentError for
     a frame whose window the request does not hold."""
     chunks = request.audio_chunks
-    sizes = {len(chunk) for chunk in chunks}
-    size = sizes.pop() if len(sizes) == 1 else 0
+    sizes = sorted({len(chunk) for chunk in chunks})
+    size = sizes[0] if len(sizes) == 1 else 0
     rate = CHUNK_RATES.get(size)
     if chunks and rate is None:
         logger.warning(
             "GenerateBatchWithAudio: audio chunks of %s bytes are neither 1,280 (40 ms at 16 kHz) nor "
             "1,920 (24 kHz); frames %d-%d of %r use the package's own audio",
-            "/".join(str(n) for n in sorted({len(chunk) for chunk in chunks})[:4]),
+            "/".join(str(n) for n in sizes[:4]),
             request.start_frame_id,
             request.start_frame_id + request.frame_count - 1,
             request.model_name,
@@ -130,9 +132,7 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
     def __init__(self, core: ServerCore) -> None:
         self._core = core
 
-    async def _infer(
-        self, name: str, frame_id: int, audio: AudioInput | None = None
-    ) -> tuple[seed.OptimizedInferenceResponse, grpc.StatusCode]:
+    async def _infer(self, name: str, frame_id: int, audio: AudioInput | None = None) -> FrameReply:
         """One frame's reply and its status (OK, or the code its failure would have had)."""
         try:
             request = RenderRequest(frame_id, OutputMode.FACE_CROP, SEED_JPEG_QUALITY, audio)
@@ -142,7 +142,7 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
         except LipsyncError as error:
             return _failure(name, frame_id, error), status_for(error)
 
-    def _item(self, method: str, reply: tuple[seed.OptimizedInferenceResponse, grpc.StatusCode]) -> Any:
+    def _item(self, method: str, reply: FrameReply) -> seed.OptimizedInferenceResponse:
         """A frame of a batch or stream: its failure counted as an item error."""
         response, code = reply
         if code is not grpc.StatusCode.OK:
@@ -164,7 +164,7 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
         self,
         method: str,
         count: int,
-        infer: Callable[[int], Any],
+        infer: Callable[[int], Awaitable[FrameReply]],
         outcome: Outcome,
         context: Context,
     ) -> list[seed.OptimizedInferenceResponse]:
@@ -227,7 +227,7 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
             frame_audio = _chunk_audio(request)
             name, first = request.model_name, request.start_frame_id
 
-            async def infer(i: int) -> tuple[seed.OptimizedInferenceResponse, grpc.StatusCode]:
+            async def infer(i: int) -> FrameReply:
                 try:
                     audio = frame_audio(i)
                 except InvalidArgumentError as error:
