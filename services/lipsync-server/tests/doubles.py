@@ -41,6 +41,9 @@ class PaintEngineDouble:
     def speech_stream(self, package: ModelPackage) -> None:
         return None
 
+    def device(self, package: ModelPackage) -> str:
+        return "cpu"
+
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
         regions = []
         for job in jobs:

@@ -18,6 +18,7 @@ from lipsync_server.audio import (
     frame_features,
     pcm16_from_bytes,
     read_wav,
+    resample,
     write_wav,
 )
 from lipsync_server.errors import InvalidArgumentError
@@ -163,3 +164,23 @@ def test_writing_anything_but_mono_int16_is_refused(tmp_path: Path) -> None:
         write_wav(tmp_path / "x.wav", np.zeros((10, 2), dtype=np.int16), RATE)
     with pytest.raises(ValueError, match="1-D int16"):
         write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32), RATE)
+
+
+def test_24_khz_audio_is_resampled_to_16_khz_keeping_what_16_khz_can_carry() -> None:
+    seconds = np.arange(24_000) / 24_000
+    tone = np.rint(10_000 * np.sin(2 * np.pi * 1_000 * seconds)).astype(np.int16)
+    high = np.rint(10_000 * np.sin(2 * np.pi * 10_000 * seconds)).astype(np.int16)
+
+    kept = resample(tone, 24_000, 16_000)
+    dropped = resample(high, 24_000, 16_000)
+
+    expected = 10_000 * np.sin(2 * np.pi * 1_000 * np.arange(16_000) / 16_000)
+    inner = slice(400, -400)  # away from the filter's edges
+    assert kept.shape == (16_000,)
+    assert np.abs(kept[inner] - expected[inner]).max() <= 30  # of 10,000: within 0.3 %
+    assert np.sqrt(np.mean(dropped[inner].astype(np.float64) ** 2)) <= 10  # 10 kHz folds into nothing
+
+
+def test_resampling_to_the_same_rate_is_the_audio_itself() -> None:
+    pcm = np.arange(10, dtype=np.int16)
+    assert resample(pcm, 16_000, 16_000) is pcm

@@ -84,3 +84,10 @@ def test_a_call_asking_for_more_frames_than_the_queue_holds_is_refused() -> None
     core.check_batch(4, "InferBatch")
     with pytest.raises(InvalidArgumentError, match=r"InferBatch asks for 5 frames; .* at most 4"):
         core.check_batch(5, "InferBatch")
+
+
+def test_an_audio_window_may_be_24_khz_as_the_seeds_browser_captured_it() -> None:
+    window = audio_input(bytes(2 * 960), 24_000, None)
+    assert (window.sample_rate, window.center_sample) == (24_000, 480)
+    with pytest.raises(InvalidArgumentError, match="44100"):
+        audio_input(bytes(100), 44_100, None)

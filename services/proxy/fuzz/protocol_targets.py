@@ -49,13 +49,22 @@ def check_error(error: ProtocolError, *, binary: bool = True) -> None:
 
 
 def check_v1(data: bytes) -> None:
-    """The seed's binary request: decoded, it encodes to exactly the same bytes."""
+    """The seed's binary request, either layout: decoded, it encodes to exactly the same bytes; a
+    code-layout request's audio window, when its format is known, holds the frame's instant, and its
+    reply reads back as it was built."""
     try:
         request = v1.decode_request(data)
     except ProtocolError as error:
         check_error(error)
         return
     assert v1.encode_request(request) == data, request
+    if isinstance(request, v1.CropRequest):
+        if request.sample_rate is not None:
+            assert 0 <= request.center_sample < len(request.audio) // 2, request
+        bounds = (0.0, 180.0, 720.5, 360.25)
+        reply = v1.encode_crop_reply(request.frame_id, len(request.audio), request.audio, bounds)
+        expected = v1.CropReply(request.frame_id, len(request.audio), request.audio, bounds)
+        assert v1.decode_crop_reply(reply) == expected, request
 
 
 def check_v2_client(data: bytes) -> None:
@@ -114,6 +123,11 @@ def check_json(data: bytes) -> None:
             reply = json.loads(json_messages.model_list_reply(request.id, []))
         case json_messages.PingRequest():
             reply = json.loads(json_messages.pong(request.id))
+        case json_messages.BinaryProbe():
+            reply = json.loads(json_messages.protocol_ack(request.id))
+        case json_messages.GetAudioRequest():
+            reply = json.loads(json_messages.audio_reply(request.id, request.model_name, b"RIFF", 16000, 1.0))
+            assert reply["model_name"] == request.model_name
     assert reply.get("id") == request.id, request
 
 

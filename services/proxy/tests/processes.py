@@ -195,7 +195,8 @@ class ServerProcess(Process):
 
 @dataclass
 class ProxyProcess(Process):
-    """`lipsync-proxy` on 127.0.0.1:port in front of `grpc_addr`; ready once /healthz answers."""
+    """`lipsync-proxy` on 127.0.0.1:port in front of `grpc_addr` (none given: `args` name the
+    backends); ready once /healthz answers."""
 
     grpc_addr: str = ""
     args: Sequence[str] = ()
@@ -211,8 +212,7 @@ class ProxyProcess(Process):
             "127.0.0.1",
             "-ws-port",
             str(self.port),
-            "-grpc-addr",
-            self.grpc_addr,
+            *(("-grpc-addr", self.grpc_addr) if self.grpc_addr else ()),
             "--log-level",
             "warning",
             *self.args,

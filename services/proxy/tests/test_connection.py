@@ -113,6 +113,7 @@ async def test_an_unknown_model_is_not_found_and_a_frame_outside_the_video_is_ou
         "message": "model 'sanders' not found; available models: demo",
         "model_name": "sanders",
         "frame_id": 1,
+        "error": "model 'sanders' not found; available models: demo",
     }
     assert outside["code"] == "OUT_OF_RANGE"
     assert outside["model_name"] == "demo"

@@ -27,7 +27,21 @@ def test_health_is_503_while_the_backend_is_down_and_200_again_after_it_restarts
             "healthy": False,
             "loaded_models": 0,
             "uptime": down.json()["uptime"],  # type: ignore[index]
-            "backends": [{"name": proxy.grpc_addr, "target": proxy.grpc_addr, "status": "UNKNOWN"}],
+            "backends": [
+                {
+                    "name": proxy.grpc_addr,
+                    "target": proxy.grpc_addr,
+                    "status": "UNKNOWN",
+                    "address": proxy.grpc_addr,
+                    "healthy": False,
+                    "total_requests": 0,
+                    "error_count": 0,
+                }
+            ],
+            "healthy_count": 0,
+            "total_backends": 1,
+            "total_requests": 0,
+            "error_count": 0,
         }
         assert http_get(proxy.port, "/readyz").status == 503
 

@@ -17,6 +17,7 @@ Frame i's instant is its presentation time, sample `round(i * sample_rate / fps)
 from __future__ import annotations
 
 import functools
+import math
 import wave
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from numpy.typing import NDArray
 
 from lipsync_server.errors import InvalidArgumentError
 
+#: The rate engines hear: requests' audio at another supported rate is resampled to it.
+SAMPLE_RATE = 16_000
+#: Rates a request's audio may have: 16 kHz, and 24 kHz (what the seed's browser page captured).
+REQUEST_SAMPLE_RATES = (16_000, 24_000)
 SILENT_DBFS = -45.0
 OPEN_DBFS = -12.0
 ROUND_CENTROID_HZ = 850.0
@@ -34,6 +39,9 @@ PRE_EMPHASIS = 0.97
 FULL_SCALE = 32768.0
 _CHUNK_FRAMES = 1024
 _HISTORY = 2  # samples before each window that the pre-emphasis reads
+# Zero crossings of the resampling filter on each side: ~0.5 dB of ripple, > 70 dB of stop band.
+_RESAMPLE_ZEROS = 16
+_MAX_RESAMPLE_FACTOR = 1000
 
 
 def read_wav(path: Path) -> tuple[NDArray[np.int16], int]:
@@ -75,6 +83,34 @@ def pcm16_from_bytes(data: bytes) -> NDArray[np.int16]:
     if len(data) % 2:
         raise InvalidArgumentError(f"PCM16 audio needs an even number of bytes, got {len(data)}")
     return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+
+
+def resample(pcm: NDArray[np.int16], from_rate: int, to_rate: int) -> NDArray[np.int16]:
+    """`pcm` at `to_rate`: polyphase (up by `to/g`, a windowed-sinc low-pass below the lower Nyquist
+    frequency, down by `from/g`), so that nothing above the new Nyquist frequency folds back. Output
+    sample k is input time `k * from_rate / to_rate`."""
+    if from_rate == to_rate:
+        return pcm
+    step = math.gcd(from_rate, to_rate)
+    up, down = to_rate // step, from_rate // step
+    if up * down > _MAX_RESAMPLE_FACTOR:
+        raise InvalidArgumentError(f"cannot resample {from_rate} Hz audio to {to_rate} Hz")
+    taps = _resample_filter(up, down)
+    stuffed = np.zeros(pcm.shape[0] * up, dtype=np.float64)
+    stuffed[::up] = pcm
+    # The filter is centred: output sample k of the stuffed signal lines up with input sample k/up.
+    filtered = np.convolve(stuffed, taps)[taps.shape[0] // 2 :][: stuffed.shape[0]]
+    out: NDArray[np.int16] = np.clip(np.rint(filtered[::down]), -32768, 32767).astype(np.int16)
+    return out
+
+
+@functools.cache
+def _resample_filter(up: int, down: int) -> NDArray[np.float64]:
+    half = _RESAMPLE_ZEROS * max(up, down)
+    n = np.arange(-half, half + 1, dtype=np.float64)
+    cutoff = 1.0 / max(up, down)  # of the stuffed signal's Nyquist frequency
+    taps: NDArray[np.float64] = cutoff * np.sinc(cutoff * n) * np.kaiser(n.shape[0], 8.0) * up
+    return taps
 
 
 def frame_features(

@@ -44,6 +44,9 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.has_audio = package.audio_path is not None
         info.audio_duration_s = package.audio_duration_s
         info.package_format = package.format
+        info.audio_path = package.audio_path.name if package.audio_path is not None else ""
+        x1, y1, x2, y2 = (int(v) for v in package.boxes[0])
+        info.bounds.CopyFrom(pb.Bounds(x1=x1, y1=y1, x2=x2, y2=y2))
     return info
 
 

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from lipsync_server.audio import REQUEST_SAMPLE_RATES, SAMPLE_RATE
 from lipsync_server.engines.base import Engine
 from lipsync_server.errors import (
     FailedPreconditionError,
@@ -30,8 +31,11 @@ from lipsync_server.registry import ModelEntry, ModelRegistry, PackageLoader, Re
 from lipsync_server.render import AudioInput, RenderedFrame, RenderRequest
 from lipsync_server.settings import Settings
 
-SAMPLE_RATE = 16_000
 MAX_AUDIO_WINDOW_S = 2.0
+# Replies may be large (a batch of full frames); requests need not be: the largest valid one, an
+# InferBatch of --max-queue frames with 2 s of audio each, is 4 MiB at the default queue of 64.
+MAX_SEND_BYTES = 64 * 1024 * 1024
+MAX_RECEIVE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -167,16 +171,19 @@ class ServerCore:
 
 
 def audio_input(pcm16: bytes, sample_rate: int, center_sample: int | None) -> AudioInput:
-    """Validate an audio window from a request (PCM16 mono 16 kHz, at most 2 s)."""
+    """Validate an audio window from a request (PCM16 mono at 16 kHz, or 24 kHz as the seed's browser
+    page captured it, resampled when rendered; at most 2 s)."""
     rate = sample_rate or SAMPLE_RATE
-    if rate != SAMPLE_RATE:
-        raise InvalidArgumentError(f"audio sample_rate {rate} is not supported; send 16000 Hz PCM16 mono")
+    if rate not in REQUEST_SAMPLE_RATES:
+        raise InvalidArgumentError(
+            f"audio sample_rate {rate} is not supported; send 16000 (or 24000) Hz PCM16 mono"
+        )
     if not pcm16:
         raise InvalidArgumentError("audio window is empty")
     if len(pcm16) % 2:
         raise InvalidArgumentError(f"audio window has {len(pcm16)} bytes; PCM16 needs an even count")
     samples = len(pcm16) // 2
-    if samples > MAX_AUDIO_WINDOW_S * SAMPLE_RATE:
+    if samples > MAX_AUDIO_WINDOW_S * rate:
         raise InvalidArgumentError(
             f"audio window of {samples} samples is longer than {MAX_AUDIO_WINDOW_S:g} s"
         )

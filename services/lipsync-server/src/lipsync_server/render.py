@@ -15,6 +15,7 @@ from enum import Enum
 import numpy as np
 from numpy.typing import NDArray
 
+from lipsync_server.audio import SAMPLE_RATE, resample
 from lipsync_server.engines.base import Engine, FrameJob
 from lipsync_server.full_frames import spliced_frames
 from lipsync_server.jpeg import encode_jpeg
@@ -91,9 +92,10 @@ def render(engine: Engine, package: ModelPackage, requests: Sequence[RenderReque
             features = request.features
             if features is None and request.audio is not None:
                 audio = request.audio
-                features = engine.features_from_audio(
-                    package, audio.pcm, audio.sample_rate, audio.center_sample
-                )
+                # Engines hear 16 kHz; other rates a client sent are resampled here, off the event loop.
+                pcm = resample(audio.pcm, audio.sample_rate, SAMPLE_RATE)
+                center = audio.center_sample * SAMPLE_RATE // audio.sample_rate
+                features = engine.features_from_audio(package, pcm, SAMPLE_RATE, center)
             jobs.append(FrameJob(request.frame_id, features))
     features_ms = _ms_since(start) / len(requests)
 

@@ -21,7 +21,7 @@ from opentelemetry.trace import TracerProvider
 
 from lipsync_protos import optimized_lipsyncsrv_pb2, optimized_lipsyncsrv_pb2_grpc
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
-from lipsync_server.core import ServerCore
+from lipsync_server.core import MAX_RECEIVE_BYTES, MAX_SEND_BYTES, ServerCore
 from lipsync_server.engines.base import Engine
 from lipsync_server.inference import InferenceRunner
 from lipsync_server.metrics import ServerMetrics
@@ -37,10 +37,6 @@ logger = logging.getLogger(__name__)
 LIPSYNC_SERVICE = lipsync_pb2.DESCRIPTOR.services_by_name["LipSync"].full_name
 SEED_SERVICE = optimized_lipsyncsrv_pb2.DESCRIPTOR.services_by_name["OptimizedLipSyncService"].full_name
 HEALTH_SERVICES = ("", LIPSYNC_SERVICE, SEED_SERVICE)
-# Replies may be large (a batch of full frames); requests need not be: the largest valid one, an
-# InferBatch of --max-queue frames with 2 s of audio each, is 4 MiB at the default queue of 64.
-MAX_SEND_BYTES = 64 * 1024 * 1024
-MAX_RECEIVE_BYTES = 8 * 1024 * 1024
 # How long the server keeps taking calls after it turns NOT_SERVING, so that the balancers watching
 # its health (the proxy's round_robin with client-side health checking) move their calls elsewhere.
 SHUTDOWN_NOTICE_S = 1.0

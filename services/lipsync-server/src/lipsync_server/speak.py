@@ -21,8 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
+from lipsync_server.audio import SAMPLE_RATE
 from lipsync_server.convert import error_response, infer_response
-from lipsync_server.core import SAMPLE_RATE, ServerCore
+from lipsync_server.core import ServerCore
 from lipsync_server.engines.base import SpeechStream
 from lipsync_server.errors import InvalidArgumentError, LipsyncError
 from lipsync_server.mel import pcm16_to_float

@@ -212,3 +212,20 @@ def test_a_real_onnx_file_that_is_not_a_model_is_refused_naming_it(tmp_path: Pat
     package = synctalk(tmp_path / "p", encoder=False)
     with pytest.raises(PackageError, match=r"model_best\.onnx: is not an ONNX model"):
         Unet328Engine("cpu").prepare(package)
+
+
+class CudaUnetSessionDouble(UnetSessionDouble):
+    def get_providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("session", "device"), [(UnetSessionDouble(), "cpu"), (CudaUnetSessionDouble(), "cuda")]
+)
+def test_the_engines_device_is_where_onnx_runtime_runs_the_unet(
+    tmp_path: Path, session: UnetSessionDouble, device: str
+) -> None:
+    engine = engine_with(open_model_double(session, EncoderSessionDouble()))
+    package = engine.prepare(synctalk(tmp_path / "p", width=320, height=240))
+
+    assert engine.device(package) == device

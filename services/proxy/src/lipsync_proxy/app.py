@@ -147,7 +147,12 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
             gauge.dec()
 
     routes = HttpRoutes(
-        settings.static_dir, settings.allowed_origins, monitor, metrics, lambda: state.draining
+        settings.static_dir,
+        settings.allowed_origins,
+        monitor,
+        metrics,
+        lambda: state.draining,
+        backend.stats,
     )
     try:
         server = await serve(

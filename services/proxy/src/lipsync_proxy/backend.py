@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
+from lipsync_proxy.backend_stats import CHANNEL, AddressStats
 from lipsync_proxy.dispatch import FrameDispatcher, Metadata, failure, rpc_error
 from lipsync_proxy.errors import BackendError, status_of_number
 from lipsync_proxy.http2 import USER_AGENT
@@ -102,6 +103,8 @@ class BackendClient:
     ) -> None:
         """`connections`: the proxy's own HTTP/2 connections that frame batches take when they can."""
         self.target = target
+        #: Frames per backend address and their failures, for /health.
+        self.stats = AddressStats()
         self.timeout_s = timeout_s
         self.session_timeout_s = session_timeout_s
         self.channel = grpc.aio.insecure_channel(
@@ -120,6 +123,7 @@ class BackendClient:
             metadata=untraced,
             record=metrics.record_frames,
             connections=connections,
+            stats=self.stats,
         )
         self._connections = connections
         self._record = metrics.record_frames
@@ -138,9 +142,11 @@ class BackendClient:
             try:
                 reply: bytes = await self._infer_raw(request, timeout=self.timeout_s, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
+                self.stats.record(CHANNEL, 1, True)
                 raise rpc_error(exc) from None
             finally:
                 self._record("Infer", 1, time.perf_counter() - started)
+            self.stats.record(CHANNEL, 1, False)
         else:
             reply = await self._dispatcher.infer(request)
         return self.decode(reply)

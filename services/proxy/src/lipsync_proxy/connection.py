@@ -233,8 +233,10 @@ class ConnectionHandler:
     async def run(self) -> None:
         """Serve the connection; returns when it is closed (or drained and closed by `stop`)."""
         limits = self._state.limits
+        address = self._client_address()
+        mapping.serve_connection(address, v1=not self.is_v2)
         try:
-            throttle = limits.open(self._client_address())
+            throttle = limits.open(address)
         except TooManyConnectionsError as exc:
             self._state.metrics.refused_connections.inc()
             await self.ws.close(CloseCode.TRY_AGAIN_LATER, str(exc))
@@ -430,6 +432,7 @@ class ConnectionHandler:
         except ProtocolError as exc:
             self._slots.release()
             self._state.metrics.requests.inc((mapping.INVALID, exc.code))
+            mapping.log_failure(mapping.INVALID, exc.code, exc.message, None, None)
             rid = exc.request_id if isinstance(exc.request_id, int) else 0
             await self.ws.send(v2.encode_error(rid, exc.code, exc.message))
             return

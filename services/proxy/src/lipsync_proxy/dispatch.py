@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from lipsync_proxy.backend_stats import CHANNEL, AddressStats
 from lipsync_proxy.errors import BackendError
 from lipsync_proxy.http2 import CallError
 from lipsync_proxy.wire import (
@@ -151,12 +152,15 @@ class FrameDispatcher:
         metadata: Callable[[], Metadata],
         record: Callable[[str, int, float], None] = lambda method, frames, seconds: None,
         connections: BackendConnections | None = None,
+        stats: AddressStats | None = None,
     ) -> None:
         """`metadata` gives each call's metadata; `record(method, frames, seconds)` is told of every
         exchange once it is over: the method ("Infer", "InferBatch" or "StreamInfer" for a frame on a
         lane), the frames it carried and how long it took. Batches go on `connections` when one is
-        ready, else through the channel."""
+        ready, else through the channel. `stats` is told of every call's outcome and, where known,
+        address (`lipsync_proxy.backend_stats`)."""
         self.timeout_s = timeout_s
+        self._stats = stats or AddressStats()
         self.streams = streams
         self.max_batch = max_batch
         self._metadata = metadata
@@ -250,6 +254,7 @@ class FrameDispatcher:
             # Cancelling the stream cancels exactly this frame at the server, as a unary deadline does.
             self._drop(lane)
             self._record("StreamInfer", 1, time.perf_counter() - started)
+            self._stats.record(CHANNEL, 1, True)
             frame.fail(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             return
         except asyncio.CancelledError:
@@ -270,6 +275,7 @@ class FrameDispatcher:
             return
         assert isinstance(reply, bytes)
         self._record("StreamInfer", 1, time.perf_counter() - started)
+        self._stats.record(CHANNEL, 1, False)
         frame.resolve(reply)
         if lane.expired or self._closed:
             self._retire(lane)
@@ -324,7 +330,7 @@ class FrameDispatcher:
         started = time.perf_counter()
         try:
             try:
-                reply = await self._send(INFER_BATCH_METHOD, request, deadline)
+                reply = await self._send(INFER_BATCH_METHOD, request, deadline, len(frames))
             finally:
                 self._record("InferBatch", len(frames), time.perf_counter() - started)
             items = split_batch(reply)
@@ -357,7 +363,7 @@ class FrameDispatcher:
             return
         started = time.perf_counter()
         try:
-            reply = await self._send(INFER_METHOD, frame.request, frame.deadline)
+            reply = await self._send(INFER_METHOD, frame.request, frame.deadline, 1)
         except BackendError as error:
             frame.fail(error)
             return
@@ -367,10 +373,10 @@ class FrameDispatcher:
         # every frame's reply is.
         frame.resolve(bytes(reply))
 
-    async def _send(self, method: str, request: bytes, deadline: float) -> bytes | bytearray:
-        """The serialized reply of one call of `method` (`Infer` or `InferBatch`), on an own connection
-        if one is ready, else through grpc; raises BackendError."""
-        reply = await self._own_call(method, request, deadline)
+    async def _send(self, method: str, request: bytes, deadline: float, frames: int) -> bytes | bytearray:
+        """The serialized reply of one call of `method` (`Infer` or `InferBatch`) carrying `frames`
+        frames, on an own connection if one is ready, else through grpc; raises BackendError."""
+        reply = await self._own_call(method, request, deadline, frames)
         if reply is not None:
             return reply
         timeout = max(0.0, deadline - asyncio.get_running_loop().time())
@@ -379,13 +385,15 @@ class FrameDispatcher:
                 request, timeout=timeout, metadata=self._metadata()
             )
         except grpc.aio.AioRpcError as exc:
-            reply = await self._own_call_instead(exc, method, request, deadline)
+            self._stats.record(CHANNEL, frames, True)
+            reply = await self._own_call_instead(exc, method, request, deadline, frames)
             if reply is None:
                 raise rpc_error(exc) from None
             return reply
+        self._stats.record(CHANNEL, frames, False)
         return grpc_reply
 
-    async def _own_call(self, method: str, request: bytes, deadline: float) -> bytearray | None:
+    async def _own_call(self, method: str, request: bytes, deadline: float, frames: int) -> bytearray | None:
         """The reply of a call on an own connection; None when none is ready or its backend never
         took the call (it refused the stream or was going away), which grpc then carries. Raises
         BackendError when the call fails."""
@@ -400,29 +408,33 @@ class FrameDispatcher:
         stream_id, reply = started
         try:
             async with asyncio.timeout_at(deadline):
-                return await reply
+                answer = await reply
         except TimeoutError:
             connection.cancel(stream_id)
+            self._stats.record(connection.authority, frames, True)
             raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         except asyncio.CancelledError:
             connection.cancel(stream_id)
             raise
         except CallError as exc:
             if not exc.retriable:
+                self._stats.record(connection.authority, frames, True)
                 raise failure(exc.code, exc.details) from None
             # No server took it: it goes again, as grpc's channel would send it again.
             logger.debug("a backend did not take a call, it goes through grpc: %s", exc)
             return None
+        self._stats.record(connection.authority, frames, False)
+        return answer
 
     async def _own_call_instead(
-        self, error: grpc.aio.AioRpcError, method: str, request: bytes, deadline: float
+        self, error: grpc.aio.AioRpcError, method: str, request: bytes, deadline: float, frames: int
     ) -> bytearray | None:
         """After grpc found no backend for a call (UNAVAILABLE), the call on an own connection if one
         is ready, else None. The two recover at different moments after a backend comes back (grpc's
         reconnect backoff, the pool's health watch), and a frame goes on whichever serves first."""
         if error.code() is not grpc.StatusCode.UNAVAILABLE:
             return None
-        return await self._own_call(method, request, deadline)
+        return await self._own_call(method, request, deadline, frames)
 
     # --- tasks ------------------------------------------------------------------------------------
 

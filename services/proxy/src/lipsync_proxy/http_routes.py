@@ -20,6 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from lipsync_proxy import static_files
+from lipsync_proxy.backend_stats import AddressStats
 from lipsync_proxy.health import NOT_SERVING, SERVING, BackendMonitor
 from lipsync_proxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lipsync_proxy.metrics import Metrics
@@ -66,8 +67,11 @@ class HttpRoutes:
         monitor: BackendMonitor,
         metrics: Metrics,
         draining: Callable[[], bool],
+        stats: AddressStats | None = None,
     ) -> None:
+        """`stats`: the frames sent to each backend address, for /health."""
         self._static_dir = static_dir
+        self._stats = stats or AddressStats()
         self._allowed_origins = allowed_origins
         self._monitor = monitor
         self._metrics = metrics
@@ -102,14 +106,42 @@ class HttpRoutes:
 
     def _health(self) -> Response:
         healthy = self._monitor.serving and not self._draining()
+        backends = self._backends()
+        total, errors = self._stats.all()
         payload = {
             "status": SERVING if healthy else NOT_SERVING,
             "healthy": healthy,
             "loaded_models": self._monitor.loaded_models,
             "uptime": round(self._monitor.uptime_s, 2),
-            "backends": self._monitor.snapshot(),
+            "backends": backends,
+            # The seed Go proxy's keys, which monitors written against it read.
+            "healthy_count": sum(1 for backend in backends if backend["healthy"]),
+            "total_backends": len(backends),
+            "total_requests": total,
+            "error_count": errors,
         }
         return json_response(http.HTTPStatus.OK if healthy else http.HTTPStatus.SERVICE_UNAVAILABLE, payload)
+
+    def _backends(self) -> list[dict[str, object]]:
+        """Each backend as the monitor sees it, with the seed Go proxy's keys: its `address` as
+        configured, `healthy`, and the frames sent to it and failed (`lipsync_proxy.backend_stats`).
+        A lone backend is sent every frame; of several, each counts those sent to its address."""
+        snapshot = self._monitor.snapshot()
+        found: list[dict[str, object]] = []
+        for backend in snapshot:
+            # A name resolved at start is listed as "host:port (ip)"; the seed listed host:port.
+            address = backend["name"].split(" (", 1)[0]
+            total, errors = self._stats.all() if len(snapshot) == 1 else self._stats.totals(backend["target"])
+            found.append(
+                {
+                    **backend,
+                    "address": address,
+                    "healthy": backend["status"] == SERVING,
+                    "total_requests": total,
+                    "error_count": errors,
+                }
+            )
+        return found
 
     async def _static(self, path: str) -> Response:
         if self._static_dir is None:

@@ -6,6 +6,11 @@ gRPC error or the global cap becomes the protocol's error reply. Replies are wha
 
 While tracing is on, each decoded request (but a ping) is answered inside its span
 (`lipsync_proxy.spans`), and its gRPC call, made there, gets the client span as a child.
+
+A failed request leaves one WARNING line in the log, with its code, model, frame and client, as the
+seed's proxy logged each one (`log_failure`). What the requests of one connection share (its client
+address, and whether a v1 client switched its video frames to binary) is the `ClientConnection` its
+handler sets with `serve_connection`: every task and callback of the connection sees it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import logging
 import struct
 import time
+from contextvars import ContextVar
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -49,10 +55,60 @@ def _log_frame(model_name: str, frame_id: int, grpc_s: float, total_s: float, si
     )
 
 
+class ClientConnection:
+    """What the requests of one WebSocket connection share."""
+
+    __slots__ = ("address", "binary_video_frames", "v1")
+
+    def __init__(self, address: str, v1: bool) -> None:
+        #: The client's address, as the rate limits see it.
+        self.address = address
+        #: A connection without a subprotocol: the only kind whose binary messages are the seed's.
+        self.v1 = v1
+        #: Set by the seed's `switch_to_binary`: `get_video_frame` is then answered in binary.
+        self.binary_video_frames = False
+
+
+_connection: ContextVar[ClientConnection | None] = ContextVar("lipsync_proxy_connection", default=None)
+
+
+def serve_connection(address: str, v1: bool) -> None:
+    """Start serving a connection in the current context: the tasks it creates, and the callbacks it
+    adds, see the connection's `ClientConnection` from here on."""
+    _connection.set(ClientConnection(address, v1))
+
+
+def log_failure(kind: str, code: str, message: str, model_name: str | None, frame_id: int | None) -> None:
+    """The one log line of a failed request, at WARNING: what operators watch."""
+    connection = _connection.get()
+    logger.warning(
+        "%s failed: %s %s (model=%s frame=%s client=%s)",
+        kind,
+        code,
+        message,
+        model_name,
+        frame_id,
+        connection.address if connection is not None else None,
+    )
+
+
 def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
     state.metrics.count_request(kind, code, time.perf_counter() - started)
     if code != OK and state.tracer is not None:
         spans.set_code(trace.get_current_span(), code)
+
+
+def _failed(
+    state: ProxyState,
+    kind: str,
+    error: ProxyError | ProtocolError,
+    started: float,
+    model_name: str | None = None,
+    frame_id: int | None = None,
+) -> None:
+    """Count and log a failed request."""
+    _count(state, kind, error.code, started)
+    log_failure(kind, error.code, error.message, model_name, frame_id)
 
 
 def overloaded_error(state: ProxyState) -> ProxyError:
@@ -61,15 +117,38 @@ def overloaded_error(state: ProxyState) -> ProxyError:
 
 
 async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
-    """A v1 binary request: the JPEG of the full frame, or a text error reply."""
+    """A v1 binary request: the JPEG of the full frame (README layout) or the crop reply (code layout),
+    or a text error reply."""
     request = _v1_request(state, message, started)
     if isinstance(request, str):
         return request
     reply = _v1_infer(state, request, started)
     if state.tracer is None:
         return await reply
-    attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, OutputMode.FULL_FRAME)
+    attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, _v1_mode(request))
     return await spans.traced(state.tracer, V1_FRAME, started, None, attributes, reply)
+
+
+def _v1_mode(request: v1.V1Request) -> OutputMode:
+    return OutputMode.FACE_CROP if isinstance(request, v1.CropRequest) else OutputMode.FULL_FRAME
+
+
+def _v1_infer_request(request: v1.V1Request) -> bytes:
+    """The serialized `InferRequest` of a v1 request: a full frame, or a face crop with the client's
+    audio where its format is known (`v1.CropRequest.sample_rate`)."""
+    if isinstance(request, v1.FrameRequest):
+        return wire.encode_infer_request(request.model_name.encode(), request.frame_id)
+    message = lipsync_pb2.InferRequest(
+        model_name=request.model_name,
+        frame_id=request.frame_id,
+        output_mode=lipsync_pb2.OUTPUT_MODE_FACE_CROP,
+    )
+    rate = request.sample_rate
+    if rate is not None:
+        message.audio.pcm16 = request.audio
+        message.audio.sample_rate = rate
+        message.audio.center_sample = request.center_sample
+    return message.SerializeToString()
 
 
 class FrameCall:
@@ -79,7 +158,7 @@ class FrameCall:
     __slots__ = ("called", "future", "request", "started", "state")
 
     def __init__(
-        self, state: ProxyState, request: v1.FrameRequest, started: float, future: asyncio.Future[bytes]
+        self, state: ProxyState, request: v1.V1Request, started: float, future: asyncio.Future[bytes]
     ) -> None:
         self.state = state
         self.request = request
@@ -89,12 +168,12 @@ class FrameCall:
         self.future = future
 
     def reply(self) -> Reply:
-        """The JPEG of the full frame, or a text error reply."""
+        """The JPEG of the full frame or the crop reply, or a text error reply."""
         try:
-            image = self.state.backend.decode(self.future.result()).image
+            reply = self.state.backend.decode(self.future.result())
         except ProxyError as exc:
             return _v1_failed(self.state, self.request, self.started, exc)
-        return _v1_answered(self.state, self.request, self.started, self.called, image)
+        return _v1_answered(self.state, self.request, self.started, self.called, reply)
 
 
 def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply | FrameCall:
@@ -107,52 +186,56 @@ def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply |
     refused = _v1_refused(state, request, started)
     if refused is not None:
         return refused
-    future = state.backend.submit(wire.encode_infer_request(request.model_name.encode(), request.frame_id))
+    future = state.backend.submit(_v1_infer_request(request))
     return FrameCall(state, request, started, future)
 
 
-def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.FrameRequest | str:
+def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.V1Request | str:
     """The decoded request, or the text error reply of a malformed one."""
     try:
         return v1.decode_request(message)
     except ProtocolError as exc:
-        _count(state, V1_FRAME, exc.code, started)
+        _failed(state, V1_FRAME, exc, started)
         return json_messages.error_reply(exc.code, exc.message)
 
 
-async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float) -> Reply:
+async def _v1_infer(state: ProxyState, request: v1.V1Request, started: float) -> Reply:
     refused = _v1_refused(state, request, started)
     if refused is not None:
         return refused
     called = time.perf_counter()
     try:
-        message = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
-        image = (await state.backend.infer(message, traced=_traced(state))).image
+        reply = await state.backend.infer(_v1_infer_request(request), traced=_traced(state))
     except ProxyError as exc:
         return _v1_failed(state, request, started, exc)
-    return _v1_answered(state, request, started, called, image)
+    return _v1_answered(state, request, started, called, reply)
 
 
-def _v1_refused(state: ProxyState, request: v1.FrameRequest, started: float) -> str | None:
+def _v1_refused(state: ProxyState, request: v1.V1Request, started: float) -> str | None:
     """The error reply of a frame the global cap refused; None when it was admitted."""
     return _v1_failed(state, request, started, overloaded_error(state)) if state.overloaded else None
 
 
-def _v1_failed(state: ProxyState, request: v1.FrameRequest, started: float, error: ProxyError) -> str:
-    _count(state, V1_FRAME, error.code, started)
+def _v1_failed(state: ProxyState, request: v1.V1Request, started: float, error: ProxyError) -> str:
+    _failed(state, V1_FRAME, error, started, request.model_name, request.frame_id)
     return json_messages.error_reply(
         error.code, error.message, model_name=request.model_name, frame_id=request.frame_id
     )
 
 
 def _v1_answered(
-    state: ProxyState, request: v1.FrameRequest, started: float, called: float, image: memoryview
-) -> memoryview:
+    state: ProxyState, request: v1.V1Request, started: float, called: float, reply: wire.InferReply
+) -> Reply:
+    """The full frame's JPEG as it came (README layout), or the crop reply (code layout)."""
     done = time.perf_counter()
     state.metrics.count_request(V1_FRAME, OK, done - started)
+    image = reply.image
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
-    return image
+    if isinstance(request, v1.FrameRequest):
+        return image
+    bounds = tuple(float(v) for v in reply.bounds()) if reply.has_bounds else ()
+    return v1.encode_crop_reply(reply.frame_id, (done - started) * 1000.0, image, bounds)
 
 
 def _traced(state: ProxyState) -> bool:
@@ -168,18 +251,21 @@ def _traceparent(state: ProxyState, traceparent: str | None) -> list[tuple[str, 
     return None if traceparent is None or state.tracer is not None else [("traceparent", traceparent)]
 
 
-async def json_message(state: ProxyState, text: str | bytes, started: float) -> str:
-    """A JSON text message of any type: its JSON reply."""
+async def json_message(state: ProxyState, text: str | bytes, started: float) -> Reply:
+    """A JSON text message of any type: its JSON reply (or, on a v1 connection switched to binary, a
+    video frame's binary message)."""
     try:
         request = json_messages.parse(text)
     except ProtocolError as exc:
-        _count(state, INVALID, exc.code, started)
+        _failed(state, INVALID, exc, started)
         return json_messages.error_reply(exc.code, exc.message, id=exc.request_id)
     match request:
         case json_messages.PingRequest():
             # Answered by the proxy itself: nothing to trace.
             _count(state, "ping", OK, started)
             return json_messages.pong(request.id)
+        case json_messages.BinaryProbe():
+            return _binary_probe(state, request, started)
         case json_messages.InferenceRequest():
             kind, reply = "inference", _inference(state, request, started)
         case _:
@@ -189,6 +275,25 @@ async def json_message(state: ProxyState, text: str | bytes, started: float) -> 
         return await reply
     traceparent = request.traceparent if isinstance(request, json_messages.InferenceRequest) else None
     return await spans.traced(state.tracer, kind, started, traceparent, _json_attributes(request), reply)
+
+
+def _binary_probe(state: ProxyState, request: json_messages.BinaryProbe, started: float) -> str:
+    """The seed's `switch_to_binary` / `test_binary`, answered by the proxy itself. A switch turns a v1
+    connection's `get_video_frame` replies binary; a v2 connection's binary messages are v2's own."""
+    kind = "switch_to_binary" if request.switch else "test_binary"
+    connection = _connection.get()
+    if request.switch:
+        if connection is None or not connection.v1:
+            error = ProtocolError(
+                "switch_to_binary is for connections without a subprotocol; lipsync.v2 is binary already",
+                request_id=request.id,
+                code="FAILED_PRECONDITION",
+            )
+            _failed(state, kind, error, started)
+            return json_messages.error_reply(error.code, error.message, id=request.id)
+        connection.binary_video_frames = True
+    _count(state, kind, OK, started)
+    return json_messages.protocol_ack(request.id)
 
 
 def _json_attributes(request: json_messages.JsonRequest) -> dict[str, AttributeValue]:
@@ -220,15 +325,18 @@ _LOOKUP_KINDS = {
 }
 
 
-async def _lookup_reply(state: ProxyState, request: LookupRequest, kind: str, started: float) -> str:
+async def _lookup_reply(state: ProxyState, request: LookupRequest, kind: str, started: float) -> Reply:
+    # Decided when the request is read: its reply is binary when a switch_to_binary came before it.
+    connection = _connection.get()
+    binary = connection is not None and connection.binary_video_frames
     try:
         if state.overloaded:
             raise overloaded_error(state)
-        reply = await _lookup(state, request)
+        reply = await _lookup(state, request, binary)
     except ProxyError as exc:
-        _count(state, kind, exc.code, started)
         model_name = getattr(request, "model_name", None)
         frame_id = getattr(request, "frame_id", None)
+        _failed(state, kind, exc, started, model_name, frame_id)
         return json_messages.error_reply(
             exc.code, exc.message, id=request.id, model_name=model_name, frame_id=frame_id
         )
@@ -236,7 +344,7 @@ async def _lookup_reply(state: ProxyState, request: LookupRequest, kind: str, st
     return reply
 
 
-async def _lookup(state: ProxyState, request: LookupRequest) -> str:
+async def _lookup(state: ProxyState, request: LookupRequest, binary: bool) -> Reply:
     backend = state.backend
     match request:
         case json_messages.ListModelsRequest():
@@ -246,11 +354,17 @@ async def _lookup(state: ProxyState, request: LookupRequest) -> str:
             info = await backend.model_info(request.model_name)
             summary = model_summary(info)
             del summary["name"], summary["frame_count"], summary["fps"], summary["width"], summary["height"]
+            # The seed's fields, which its clients check.
+            summary["success"] = True
+            summary["audio_path"] = info.audio_path
+            summary["bounds"] = list(bounds_of(info)) if info.HasField("bounds") else None
             return json_messages.metadata_reply(
                 request.id, info.name, info.frame_count, info.fps, info.width, info.height, **summary
             )
         case json_messages.GetVideoFrameRequest():
             frame = await backend.video_frame(request.model_name, request.frame_id)
+            if binary:
+                return v1.encode_video_frame(request.frame_id, request.video_type, frame.image)
             return json_messages.video_frame_reply(
                 request.id, request.model_name, request.frame_id, frame.image, frame.width, frame.height
             )
@@ -301,7 +415,7 @@ def output_mode(wire_mode: int, requested: OutputMode) -> OutputMode:
         return requested
 
 
-def bounds_of(reply: lipsync_pb2.InferResponse) -> tuple[int, int, int, int]:
+def bounds_of(reply: lipsync_pb2.InferResponse | lipsync_pb2.ModelInfo) -> tuple[int, int, int, int]:
     b = reply.bounds
     return (b.x1, b.y1, b.x2, b.y2)
 
@@ -319,7 +433,7 @@ def timings_of(reply: lipsync_pb2.InferResponse) -> tuple[float, float, float, f
     )
 
 
-async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> str:
+async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> Reply:
     try:
         if state.overloaded:
             raise overloaded_error(state)
@@ -332,7 +446,7 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
         metadata = _traceparent(state, request.traceparent)
         reply = await state.backend.infer(message, metadata, traced=_traced(state))
     except ProxyError as exc:
-        _count(state, "inference", exc.code, started)
+        _failed(state, "inference", exc, started, request.model_name, request.frame_id)
         return json_messages.inference_error(
             request.id, request.model_name, request.frame_id, exc.code, exc.message
         )
@@ -388,7 +502,7 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
         message = infer_request(request).SerializeToString()
         reply = await state.backend.infer(message, metadata, traced=_traced(state))
     except ProxyError as exc:
-        _count(state, V2_INFER, exc.code, started)
+        _failed(state, V2_INFER, exc, started, request.model_name, request.frame_id)
         return v2.encode_error(request.request_id, exc.code, exc.message)
     done = time.perf_counter()
     _count(state, V2_INFER, OK, started)

@@ -1,7 +1,8 @@
 """The proxy's one settings object, built from flags and the environment and validated at start.
 
-The seed's names are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`, `GRPC_ADDR`, `STATIC_DIR`); every other
-setting reads `PROXY_<FLAG>`. A flag beats the environment, and every invalid setting is reported at
+The seed's names are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`, `GRPC_ADDR`, `STATIC_DIR`), and the seed
+Go proxy's real backend flags (`-grpc-addrs`, `-start-port`/`-num-servers`) set `grpc_addr` too; every
+other setting reads `PROXY_<FLAG>`. A flag beats the environment, and every invalid setting is reported at
 once in one message. Tracing has no flags: the standard `OTEL_*` variables configure it
 (`lipsync_proxy.telemetry`), and their problems are reported in the same message.
 """
@@ -21,6 +22,9 @@ from lipsync_proxy.telemetry import tracing_settings
 
 DEFAULT_WS_PORT = 8086
 DEFAULT_GRPC_ADDR = "localhost:50051"
+DEFAULT_START_PORT = 50051
+#: The most backends `-num-servers` may generate.
+MAX_NUM_SERVERS = 256
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -151,6 +155,20 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
         dest="grpc_addr",
         help=f"backend(s): host:port, h1:p1,h2:p2 or a gRPC target URI (default {DEFAULT_GRPC_ADDR})",
     )
+    # The seed Go proxy's real flags, as its run scripts used them: they set the same backends.
+    add("-grpc-addrs", "--grpc-addrs", dest="grpc_addrs", help="comma list h1:p1,h2:p2 (as -grpc-addr)")
+    add(
+        "-start-port",
+        "--start-port",
+        dest="start_port",
+        help="backends on localhost from this port (with -num-servers; default 50051)",
+    )
+    add(
+        "-num-servers",
+        "--num-servers",
+        dest="num_servers",
+        help="backends localhost:START ... localhost:START+N-1 (with -start-port; default 1)",
+    )
     add("--static-dir", help="directory served at / (default: the checkout's static/)")
     add("--allowed-origins", help="comma list of scheme://host[:port] or *; default: own host and localhost")
     add("--max-inflight", help="requests one connection may have in flight (default 8)")
@@ -219,6 +237,48 @@ _ENV = {
 }
 
 
+def _backends_flags(namespace: Mapping[str, object], problems: list[str]) -> str | None:
+    """`GRPC_ADDR` as the seed Go proxy's flags give it (`-grpc-addrs`, or `-start-port` and
+    `-num-servers`); None when neither is given. They name the backends `-grpc-addr` names, so at most
+    one of the three ways may be used."""
+    addrs, start, count = (namespace.get(name) for name in ("grpc_addrs", "start_port", "num_servers"))
+    ways = [
+        flag
+        for flag, given in (
+            ("-grpc-addr", namespace.get("grpc_addr") is not None),
+            ("-grpc-addrs", addrs is not None),
+            ("-start-port/-num-servers", start is not None or count is not None),
+        )
+        if given
+    ]
+    if len(ways) > 1:
+        problems.append(f"{' and '.join(ways)} name the same backends: give one of them")
+        return None
+    if addrs is not None:
+        return str(addrs)
+    if start is None and count is None:
+        return None
+    first = _whole(start, "-start-port", DEFAULT_START_PORT, problems)
+    servers = _whole(count, "-num-servers", 1, problems)
+    if not 1 <= servers <= MAX_NUM_SERVERS:
+        problems.append(f"-num-servers {servers}: must be 1..{MAX_NUM_SERVERS}")
+    elif not 0 < first <= 65536 - servers:
+        problems.append(f"-start-port {first}: the ports {first}..{first + servers - 1} must be 1..65535")
+    else:
+        return ",".join(f"localhost:{port}" for port in range(first, first + servers))
+    return None
+
+
+def _whole(value: object, flag: str, default: int, problems: list[str]) -> int:
+    if value is None:
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        problems.append(f"{flag} {value!r}: not an integer")
+        return default
+
+
 def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise SettingsError naming every invalid one."""
     env = os.environ if environ is None else environ
@@ -252,12 +312,13 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
             return default
         return parsed
 
+    grpc_addr = _backends_flags(namespace, problems) or raw.get("grpc_addr", defaults.grpc_addr)
     static_dir = Path(raw["static_dir"]) if "static_dir" in raw else checkout_static_dir()
     origins = tuple(o.strip() for o in raw.get("allowed_origins", "").split(",") if o.strip())
     settings = Settings(
         ws_port=int(number("ws_port", "--ws-port", int, defaults.ws_port)),
         host=raw.get("host", defaults.host),
-        grpc_addr=raw.get("grpc_addr", defaults.grpc_addr),
+        grpc_addr=grpc_addr,
         static_dir=static_dir,
         allowed_origins=origins,
         max_inflight=int(number("max_inflight", "--max-inflight", int, defaults.max_inflight)),

@@ -74,8 +74,32 @@ def _v1_request(text: str) -> None:
     assert v1.decode_request(data) == v1.FrameRequest("sanders", 50)
 
 
+def _v1_code_request(text: str) -> None:
+    data = bytes.fromhex(text)
+    request = v1.CropRequest("sanders", 50, b"\0\0")
+    assert v1.encode_request(request) == data
+    assert v1.decode_request(data) == request
+
+
+def _v1_code_reply(text: str) -> None:
+    data = bytes.fromhex(text)
+    assert v1.encode_crop_reply(50, 16.2, JPEG, (540.0, 180.0, 720.0, 360.0)) == data
+    assert v1.decode_crop_reply(data) == v1.CropReply(50, 16, JPEG, (540.0, 180.0, 720.0, 360.0))
+
+
+def _v1_video_frame(text: str) -> None:
+    data = bytes.fromhex(text)
+    assert v1.encode_video_frame(0, "full_body", JPEG) == data
+    assert v1.decode_video_frame(data) == v1.VideoFrame(0, "full_body", JPEG)
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "v1-request": _v1_request,
+    "v1-code-request": _v1_code_request,
+    "v1-code-reply": _v1_code_reply,
+    "v1-video-frame": _v1_video_frame,
+    "json-switch-to-binary": _request(jm.BinaryProbe(5, switch=True)),
+    "json-protocol-ack": _reply(jm.protocol_ack(5)),
     "v1-error": _reply(
         jm.error_reply(
             "NOT_FOUND", "model 'bob' not found; available models: sanders", model_name="bob", frame_id=50
@@ -116,7 +140,19 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "json-get-metadata-request": _request(jm.GetMetadataRequest(2, "sanders")),
     "json-metadata": _reply(
         jm.metadata_reply(
-            2, "sanders", 523, 25.0, 1280, 720, engine="unet328", has_audio=True, audio_duration_s=20.92
+            2,
+            "sanders",
+            523,
+            25.0,
+            1280,
+            720,
+            engine="unet328",
+            has_audio=True,
+            audio_duration_s=20.92,
+            success=True,
+            available_videos=["full_body"],
+            audio_path="aud.wav",
+            bounds=[540, 180, 720, 360],
         )
     ),
     "json-get-video-frame-request": _request(jm.GetVideoFrameRequest(3, "sanders", 0)),

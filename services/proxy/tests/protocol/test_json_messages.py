@@ -274,10 +274,12 @@ def test_a_pong_echoes_the_id_only_when_there_was_one() -> None:
 
 def test_an_error_reply_has_the_seed_shape() -> None:
     assert jm.error_reply("NOT_FOUND", "model 'x' not found", model_name="x", frame_id=1) == (
-        '{"type":"error","code":"NOT_FOUND","message":"model \'x\' not found","model_name":"x","frame_id":1}'
+        '{"type":"error","code":"NOT_FOUND","message":"model \'x\' not found","model_name":"x","frame_id":1,'
+        '"error":"model \'x\' not found"}'
     )
     assert jm.error_reply("INVALID_ARGUMENT", "bad", id=5) == (
-        '{"type":"error","id":5,"code":"INVALID_ARGUMENT","message":"bad","model_name":null,"frame_id":null}'
+        '{"type":"error","id":5,"code":"INVALID_ARGUMENT","message":"bad","model_name":null,"frame_id":null,'
+        '"error":"bad"}'
     )
 
 

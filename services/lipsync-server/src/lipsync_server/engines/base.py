@@ -59,6 +59,10 @@ class Engine(Protocol):
         None when each frame's own audio is enough (sprite)."""
         ...
 
+    def device(self, package: ModelPackage) -> str:
+        """Where `package`'s frames are inferred: "cpu" or "cuda" (the seed's `GetStats.device`)."""
+        ...
+
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
         """The face region of each job's frame, lip-synced: box-sized H×W×3 BGR uint8 arrays."""
         ...

@@ -262,6 +262,10 @@ class SpriteEngine:
         """Each frame's own 1/fps of audio shapes its mouth: no stream needed."""
         return None
 
+    def device(self, package: ModelPackage) -> str:
+        """Sprites are composited with numpy and OpenCV."""
+        return "cpu"
+
     def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
         """Each job's face box of its base frame (a copy) with the mouth of its features drawn in."""
         style, palette = self._style(package)

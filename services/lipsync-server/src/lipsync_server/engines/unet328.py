@@ -374,6 +374,10 @@ class Unet328Engine:
             )
         return window_audio(encoder, pcm16_to_float(pcm), center_sample)
 
+    def device(self, package: ModelPackage) -> str:
+        """ "cuda" when ONNX Runtime runs the package's UNet on its CUDA provider, else "cpu"."""
+        return "cuda" if self._runtime(package).unet.session.get_providers()[0] == _CUDA else "cpu"
+
     def speech_stream(self, package: ModelPackage) -> AveStream:
         """Audio tensors of frames 0, 1, … of audio arriving in pieces (a Speak session); it takes
         float samples, `mel.pcm16_to_float` of the PCM16 chunks."""

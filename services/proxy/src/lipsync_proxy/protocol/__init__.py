@@ -18,18 +18,25 @@ Modules
     the ``Bounds`` and ``Timings`` named tuples (same fields and order as the proto messages), and the
     limits ``MAX_FRAME_ID`` (2**31 - 1), ``MAX_MODEL_NAME_BYTES`` (255), ``SAMPLE_RATE`` (16000).
 
-``v1`` - the seed's binary request, used when a client offers no subprotocol
-    ``decode_request(data: bytes) -> FrameRequest(model_name, frame_id)`` and
-    ``encode_request(FrameRequest) -> bytes``: ``[u8 name_len][name][u32 frame_id LE]``. The reply
-    is the bare JPEG; a failure is the text message ``json_messages.error_reply(...)``.
+``v1`` - the seed's binary messages, used when a client offers no subprotocol
+    ``decode_request(data: bytes)`` tells the two request layouts apart by shape and returns
+    ``FrameRequest(model_name, frame_id)`` (the seed README's ``[u8 name_len][name][u32 frame_id LE]``,
+    answered by the bare JPEG) or ``CropRequest(model_name, frame_id, audio)`` (the seed code's
+    ``[u32 name_len][name][u32 frame_id][u32 audio_len][audio]``, answered by
+    ``encode_crop_reply(frame_id, processing_ms, image, bounds)``); ``encode_request`` is the inverse.
+    ``encode_video_frame(frame_id, video_type, image)`` is the binary ``get_video_frame`` answer after
+    ``switch_to_binary``; ``decode_crop_reply`` and ``decode_video_frame`` read both replies for
+    clients and tests. A failure is the text message ``json_messages.error_reply(...)``.
 
 ``json_messages`` - text messages on any connection
     ``parse(text: str | bytes) -> JsonRequest``, one of ``InferenceRequest(id, model_name, frame_id,
     include_image, output_mode, traceparent)``, ``ListModelsRequest(id)``,
-    ``GetMetadataRequest(id, model_name)``, ``GetVideoFrameRequest(id, model_name, frame_id)``,
-    ``PingRequest(id)``. ``id`` is the client's ``"id"`` (str, int or None), to echo.
-    Reply builders return compact JSON text: ``inference_reply``, ``inference_error``,
-    ``model_list_reply``, ``metadata_reply``, ``video_frame_reply``, ``pong`` and ``error_reply``.
+    ``GetMetadataRequest(id, model_name)``, ``GetVideoFrameRequest(id, model_name, frame_id,
+    video_type)``, ``GetAudioRequest(id, model_name)``, ``BinaryProbe(id, switch)`` (the seed's
+    ``switch_to_binary`` / ``test_binary``), ``PingRequest(id)``. ``id`` is the client's ``"id"``
+    (str, int or None), to echo. Reply builders return compact JSON text: ``inference_reply``,
+    ``inference_error``, ``model_list_reply``, ``metadata_reply``, ``video_frame_reply``,
+    ``audio_reply``, ``pong``, ``protocol_ack`` and ``error_reply``.
 
 ``v2`` - subprotocol ``lipsync.v2`` (``v2.SUBPROTOCOL``), binary frames with request ids
     ``decode_client(data: bytes) -> ClientMessage``, one of ``InferRequest`` (one frame, optional

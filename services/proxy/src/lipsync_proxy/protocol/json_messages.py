@@ -31,6 +31,10 @@ JsonId = str | int | None
 
 #: What an inference reply carries instead of the image unless ``include_image`` was set (the seed's text).
 PREDICTION_PLACEHOLDER = "use_binary_protocol_for_image_data"
+#: The text of ``protocol_ack``, as the seed's proxy wrote it.
+PROTOCOL_ACK_MESSAGE = "Binary protocol supported"
+#: The seed's name of the package's base video, the only one ``get_video_frame`` serves.
+FULL_BODY = "full_body"
 #: A string id is at most this many characters; an integer id fits a signed 64-bit integer.
 MAX_ID_LENGTH = 256
 _MIN_INT_ID = -(2**63)
@@ -66,11 +70,13 @@ class GetMetadataRequest:
 
 @dataclass(frozen=True, slots=True)
 class GetVideoFrameRequest:
-    """``{"type":"get_video_frame"}``: one unmodified base frame of a model."""
+    """``{"type":"get_video_frame"}``: one unmodified base frame of a model. ``video_type`` is the
+    seed's name of the package video it comes from; only ``"full_body"``, the base video, is served."""
 
     id: JsonId
     model_name: str
     frame_id: int
+    video_type: str = FULL_BODY
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,16 @@ class GetAudioRequest:
 
     id: JsonId
     model_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryProbe:
+    """The seed's ``{"type":"switch_to_binary"}`` (``switch`` true) and ``{"type":"test_binary"}``:
+    answered with ``protocol_ack``. After a switch, a v1 connection's ``get_video_frame`` is answered by
+    the binary message of ``protocol.v1.encode_video_frame``."""
+
+    id: JsonId
+    switch: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,7 @@ JsonRequest = (
     | GetMetadataRequest
     | GetVideoFrameRequest
     | GetAudioRequest
+    | BinaryProbe
     | PingRequest
 )
 
@@ -191,11 +208,28 @@ def _parse_get_metadata(message: dict[str, Any], request_id: JsonId) -> GetMetad
 
 
 def _parse_get_video_frame(message: dict[str, Any], request_id: JsonId) -> GetVideoFrameRequest:
-    return GetVideoFrameRequest(request_id, _model_name(message, request_id), _frame_id(message, request_id))
+    model_name, frame_id = _model_name(message, request_id), _frame_id(message, request_id)
+    video_type = message.get("video_type", FULL_BODY)
+    if not isinstance(video_type, str):
+        raise ProtocolError('"video_type" must be a string', request_id=request_id)
+    if video_type != FULL_BODY:
+        raise ProtocolError(
+            f'"video_type" {safe_repr(video_type)} is not served; the base video is "{FULL_BODY}"',
+            request_id=request_id,
+        )
+    return GetVideoFrameRequest(request_id, model_name, frame_id, video_type)
 
 
 def _parse_get_audio(message: dict[str, Any], request_id: JsonId) -> GetAudioRequest:
     return GetAudioRequest(request_id, _model_name(message, request_id))
+
+
+def _parse_switch_to_binary(message: dict[str, Any], request_id: JsonId) -> BinaryProbe:
+    return BinaryProbe(request_id, switch=True)
+
+
+def _parse_test_binary(message: dict[str, Any], request_id: JsonId) -> BinaryProbe:
+    return BinaryProbe(request_id, switch=False)
 
 
 def _parse_ping(message: dict[str, Any], request_id: JsonId) -> PingRequest:
@@ -209,6 +243,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any], JsonId], JsonRequest]] = {
     "get_video_frame": _parse_get_video_frame,
     "get_audio": _parse_get_audio,
     "ping": _parse_ping,
+    "switch_to_binary": _parse_switch_to_binary,
+    "test_binary": _parse_test_binary,
 }
 
 
@@ -301,13 +337,21 @@ def pong(id: JsonId) -> str:
     return _dumps(_head("pong", id))
 
 
+def protocol_ack(id: JsonId) -> str:
+    """The answer to ``switch_to_binary`` and ``test_binary``, in the seed's words."""
+    reply = _head("protocol_ack", id)
+    reply["message"] = PROTOCOL_ACK_MESSAGE
+    return _dumps(reply)
+
+
 def error_reply(
     code: str, message: str, *, id: JsonId = None, model_name: str | None = None, frame_id: int | None = None
 ) -> str:
     """The error reply of docs/protocol.md (v1 failures, malformed or unknown messages, failed control
-    requests): ``code`` is the gRPC status name; ``model_name`` and ``frame_id`` are null when unknown."""
+    requests): ``code`` is the gRPC status name, ``message`` the text and ``error`` the same text under
+    the seed's name; ``model_name`` and ``frame_id`` are null when unknown."""
     reply = _head("error", id)
-    reply.update(code=code, message=message, model_name=model_name, frame_id=frame_id)
+    reply.update(code=code, message=message, model_name=model_name, frame_id=frame_id, error=message)
     return _dumps(reply)
 
 

@@ -92,7 +92,7 @@ class GetModelMetadataRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "engine", "state", "frame_count", "fps", "width", "height", "available_videos", "has_audio", "audio_duration_s", "package_format", "error")
+    __slots__ = ("name", "engine", "state", "frame_count", "fps", "width", "height", "available_videos", "has_audio", "audio_duration_s", "package_format", "error", "audio_path", "bounds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,8 @@ class ModelInfo(_message.Message):
     AUDIO_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     PACKAGE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_PATH_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     engine: str
     state: ModelState
@@ -117,7 +119,9 @@ class ModelInfo(_message.Message):
     audio_duration_s: float
     package_format: str
     error: str
-    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., frame_count: _Optional[int] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., available_videos: _Optional[_Iterable[str]] = ..., has_audio: _Optional[bool] = ..., audio_duration_s: _Optional[float] = ..., package_format: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    audio_path: str
+    bounds: Bounds
+    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., frame_count: _Optional[int] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., available_videos: _Optional[_Iterable[str]] = ..., has_audio: _Optional[bool] = ..., audio_duration_s: _Optional[float] = ..., package_format: _Optional[str] = ..., error: _Optional[str] = ..., audio_path: _Optional[str] = ..., bounds: _Optional[_Union[Bounds, _Mapping]] = ...) -> None: ...
 
 class GetVideoFrameRequest(_message.Message):
     __slots__ = ("model_name", "frame_id", "jpeg_quality")
