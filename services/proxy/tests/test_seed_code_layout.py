@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .processes import TIME_UNIT, ProxyProcess, ServerProcess, v1_request, wait_until
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
+from .processes import ProxyProcess, ServerProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from .processes import TIME_UNIT, DoubleProcess, ProxyProcess, v1_request, wait_until
-from .waiting import eventually
+from lipsync_common.waiting import TIME_UNIT, eventually, wait_until
+
+from .processes import DoubleProcess, ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,10 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
+from lipsync_common.waiting import TIME_UNIT, wait_until
 from lipsync_proxy.protocol import v2
 
-from .processes import TIME_UNIT, ProxyProcess, wait_until
+from .processes import ProxyProcess
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ..processes import TIME_UNIT, ProxyProcess, ServerProcess, wait_until
+from lipsync_common.waiting import TIME_UNIT, wait_until
+
+from ..processes import ProxyProcess, ServerProcess
 from .harness import ClientPage, client_url
 
 pytestmark = pytest.mark.integration
