@@ -22,6 +22,11 @@ exports `visual_input`/`audio_input`).
 `--device`: `cuda` runs on ONNX Runtime's CUDA provider (refused when it is not installed), `cpu` on
 the CPU, `auto` on CUDA when available, else CPU.
 
+`--precision`: `auto` runs a model's half-precision copy (`name.fp16.onnx` beside it, written by
+`lipsync-server convert --fp16`; see half_precision) on CUDA when the package has one, and the float32
+model otherwise and always on the CPU, whose ONNX Runtime provider computes float16 models in float32
+anyway; `fp32` never the copy; `fp16` always, refusing a package without one.
+
 On CUDA every model with a dynamic batch axis runs through `ShapeStableSession`: ONNX Runtime's CUDA
 convolutions (the cuDNN frontend, since ONNX Runtime 1.20) rebuild their execution plans whenever a
 call's input shape differs from the previous call's (microsoft/onnxruntime#23006), which on an NVIDIA
@@ -60,6 +65,7 @@ from lipsync_server.ave import (
 )
 from lipsync_server.engines.base import FrameJob
 from lipsync_server.errors import InvalidArgumentError, PackageError
+from lipsync_server.half_precision import half_precision_path
 from lipsync_server.mel import MIN_SAMPLES, N_MELS, SAMPLE_RATE, VIDEO_FPS, WINDOW_FRAMES, pcm16_to_float
 from lipsync_server.packages.model import ModelPackage
 from lipsync_server.packages.synctalk import AUDIO_ENCODER
@@ -69,6 +75,7 @@ logger = logging.getLogger(__name__)
 UNET_ROLE = "unet"
 ENCODER_ROLE = "audio_encoder"
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16")
 CROP_SIDE = 328
 ROI_SIDE = 320
 ROI_OFFSET = 4
@@ -299,11 +306,22 @@ class Unet328Engine:
     # A batch is one model call, so frames of concurrent requests are worth a short wait (batching.py).
     batches_frames = True
 
-    def __init__(self, device: str = "auto", *, open_model: OpenModel = open_session) -> None:
+    def __init__(
+        self,
+        device: str = "auto",
+        *,
+        precision: str = "auto",
+        open_model: OpenModel = open_session,
+        providers: Callable[[str], list[str]] = providers_for,
+    ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self._device = device
+        self._precision = precision
         self._open = open_model
+        self._providers = providers
         self._lock = threading.Lock()
         # Sessions of prepared packages; weak so an unloaded package frees them.
         self._runtimes: weakref.WeakKeyDictionary[ModelPackage, _Runtime] = weakref.WeakKeyDictionary()
@@ -417,25 +435,41 @@ class Unet328Engine:
                 "(checkpoint/model_best.onnx in a SyncTalk_2D package)",
             )
         try:
-            providers = providers_for(self._device)
+            providers = self._providers(self._device)
         except ValueError as exc:
             raise PackageError(unet_path, str(exc)) from exc
+        unet_path = self._model_file(unet_path, providers)
         unet = UnetModel.of(self._open_stable(unet_path, providers), unet_path)
         encoder = encoder_session = None
         encoder_path = self._encoder_path(package)
         if encoder_path is not None:
+            encoder_path = self._model_file(encoder_path, providers)
             try:
                 encoder_session = self._open_stable(encoder_path, providers)
                 encoder = AudioEncoder(encoder_session, encoder_path)
             except ValueError as exc:
                 raise PackageError(encoder_path, str(exc)) from exc
         logger.info(
-            "%s: UNet-328 on %s%s",
+            "%s: UNet-328 %s on %s%s",
             package.name,
+            unet_path.name,
             unet.session.get_providers()[0],
-            "" if encoder is None else ", with an AVE audio encoder",
+            "" if encoder is None or encoder_path is None else f", AVE audio encoder {encoder_path.name}",
         )
         return _Runtime(unet, encoder, encoder_session)
+
+    def _model_file(self, path: Path, providers: Sequence[str]) -> Path:
+        """The file of model `path` to run under `--precision` (see the module docstring)."""
+        if self._precision == "fp32":
+            return path
+        half = half_precision_path(path)
+        if self._precision == "fp16":
+            if not half.is_file():
+                raise PackageError(
+                    half, f"is missing: --precision fp16 runs it (lipsync-server convert {path.name} --fp16)"
+                )
+            return half
+        return half if providers[0] == _CUDA and half.is_file() else path
 
     def _open_stable(self, path: Path, providers: Sequence[str]) -> Any:
         return shape_stable(self._open(path, providers), lambda: self._open(path, providers))
