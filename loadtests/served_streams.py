@@ -2,7 +2,8 @@
 what that makes per GPU and per CPU core.
 
     python -m loadtests.served_streams [--engine demo|unet328] [--device cpu|cuda|auto]
-        [--precision auto|fp32|fp16] [--unet unet.onnx --audio-encoder audio_encoder.onnx] [--fp16]
+        [--precision auto|fp32|fp16] [--unet unet.onnx --audio-encoder audio_encoder.onnx | --stand-in]
+        [--fp16]
         [--max-batch 8] [--workers N] [--start 2] [--step 2] [--step-seconds 5] [--json F]
 
 A lipsync-server is started here on a free loopback port and viewers (`loadtests.viewers`: one gRPC
@@ -19,7 +20,10 @@ The package: the demo avatar (`--engine demo`, the sprite engine), or (`--engine
 avatar's frames, boxes and audio with a UNet-328 and an AVE encoder: `--unet`/`--audio-encoder`, by
 default PyTorch's default-initialised models exported as `lipsync-server convert` exports them (needs
 the `convert` extra; weights do not change the timing). `--fp16` puts their half-precision copies
-beside them, which the server runs on CUDA under `--precision auto`.
+beside them, which the server runs on CUDA under `--precision auto`. `--stand-in` serves models that
+cost next to nothing instead (`stand_in_models`: the UNet returns the real ROI it is given), so that the
+figure is the server's CPU side alone, as a GPU fast enough leaves it; on a CPU, where UNet-328 itself
+takes 70 ms to a second per frame, that is the only unet328 figure under 100 ms.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class ServedSetup:
     batch_wait_ms: float = Settings.batch_wait_ms
     # None: the server's default (one per core).
     workers: int | None = None
+    # Stand-in models (`stand_in_models`): the server's CPU side alone.
+    stand_in: bool = False
 
     def server_args(self) -> tuple[str, ...]:
         args = [
@@ -105,9 +111,48 @@ def unet_package(demo: Path, directory: Path, unet: Path, encoder: Path, half: b
     return directory
 
 
-def streams_summary(
-    steps: Sequence[StepResult], ramp: Ramp, gpus: int, machine_cores: int
-) -> dict[str, Any]:
+def stand_in_models(directory: Path) -> tuple[Path, Path]:
+    """A UNet-328 and an AVE encoder with the real models' inputs and outputs and next to no work: the
+    UNet returns its input's real ROI (channels 0-2), the encoder the first 512 mel values of its window.
+    Needs the `onnx` package."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def save(name: str, nodes: list[Any], inputs: list[Any], output: Any, constants: list[Any]) -> Path:
+        graph = helper.make_graph(nodes, name, inputs, [output], initializer=constants)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        path = directory / f"{name}.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    def tensor(name: str, *shape: int | str) -> Any:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+    def ints(name: str, *values: int) -> Any:
+        return helper.make_tensor(name, TensorProto.INT64, [len(values)], list(values))
+
+    directory.mkdir(parents=True, exist_ok=True)
+    unet = save(
+        "stand_in_unet",
+        [helper.make_node("Slice", ["input", "start", "end", "axis"], ["output"])],
+        [tensor("input", "batch", 6, 320, 320), tensor("audio", "batch", 32, 16, 16)],
+        tensor("output", "batch", 3, 320, 320),
+        [ints("start", 0), ints("end", 3), ints("axis", 1)],
+    )
+    encoder = save(
+        "stand_in_audio_encoder",
+        [
+            helper.make_node("Flatten", ["mel_spectrogram"], ["flat"], axis=1),
+            helper.make_node("Slice", ["flat", "start", "end", "axis"], ["audio_features"]),
+        ],
+        [tensor("mel_spectrogram", "batch_size", 1, 80, 16)],
+        tensor("audio_features", "batch_size", 512),
+        [ints("start", 0), ints("end", 512), ints("axis", 1)],
+    )
+    return unet, encoder
+
+
+def streams_summary(steps: Sequence[StepResult], ramp: Ramp, gpus: int, machine_cores: int) -> dict[str, Any]:
     """The viewers' ramp with what it holds per GPU and per core."""
     held = capacity(steps, ramp.threshold_ms)
     step = next((s for s in reversed(steps) if s.viewers == held and s.holds(ramp.threshold_ms)), None)
@@ -158,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--precision", default=ServedSetup.precision, choices=("auto", "fp32", "fp16"))
     add("--unet", type=Path, help="UNet-328 ONNX model (default: exported default weights)")
     add("--audio-encoder", type=Path, help="AVE encoder ONNX model")
+    add("--stand-in", action="store_true", help="serve stand-in models: the server's CPU side alone")
     add("--fp16", action="store_true", help="put the models' float16 copies beside them (needs onnx)")
     add("--max-batch", type=int, default=ServedSetup.max_batch)
     add("--batch-wait-ms", type=float, default=ServedSetup.batch_wait_ms)
@@ -172,7 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--json", type=Path, help="write the result here as well as to stdout")
     args = parser.parse_args(argv)
     setup = ServedSetup(
-        args.engine, args.device, args.precision, args.max_batch, args.batch_wait_ms, args.workers
+        args.engine,
+        args.device,
+        args.precision,
+        args.max_batch,
+        args.batch_wait_ms,
+        args.workers,
+        args.stand_in,
     )
     ramp = Ramp(
         start=args.start,
@@ -191,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lipsync_server.demo import ensure_demo_package
 
             unet, encoder = args.unet, args.audio_encoder
-            if unet is None or encoder is None:
+            if args.stand_in:
+                unet, encoder = stand_in_models(work / "stand-in")
+            elif unet is None or encoder is None:
                 from loadtests.bench_engine import export_default_models
 
                 unet, encoder = export_default_models(work)
