@@ -2,11 +2,19 @@
 
 A bounded count of queued frames answers RESOURCE_EXHAUSTED (OverloadedError) instead of letting
 latency grow for everyone. Frames of concurrent calls for one model are micro-batched (see batching.py).
+
+A batch of a neural engine runs in one worker thread, but its per-frame work (audio features, crop and
+model input, face region, composite and JPEG) is spread over a second pool of as many threads
+(`FramePool`): one thread per batch did it frame after frame while the GPU waited. OpenCV's resizing
+and JPEG encoding and numpy's array arithmetic release the GIL, so the frames do run at once. The
+sprite engine's batches stay in one thread each: a sprite frame costs less than handing it over, and
+its lanes already run a batch per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +24,50 @@ from typing import TypeVar
 from opentelemetry.trace import Tracer
 
 from lipsync_server.batching import MicroBatcher, policy_for
+from lipsync_server.engines.base import Engine
 from lipsync_server.errors import OverloadedError
+from lipsync_server.packages.model import ModelPackage
 from lipsync_server.registry import ReadyModel
 from lipsync_server.render import RenderedFrame, RenderRequest, render
 from lipsync_server.telemetry import MODEL, current_parent
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class FramePool:
+    """Maps a function over the frames of a batch on `threads` threads: the items are cut into one
+    contiguous chunk per thread (at most), and the calling thread runs the first chunk itself rather
+    than wait idle. Functions must not wait on other frames' work (a chunk never waits for a chunk)."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="frame")
+
+    def map(self, function: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        chunks = min(len(items), self._threads)
+        if chunks <= 1:
+            return [function(item) for item in items]
+        bounds = [len(items) * k // chunks for k in range(chunks + 1)]
+        others = [
+            self._executor.submit(_chunk, function, items[bounds[k] : bounds[k + 1]])
+            for k in range(1, chunks)
+        ]
+        try:
+            results = _chunk(function, items[: bounds[1]])
+            for other in others:
+                results += other.result()
+            return results
+        finally:
+            # A failing chunk fails the batch; the others still finish before it is retried.
+            concurrent.futures.wait(others)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _chunk(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    return [function(item) for item in items]
 
 
 class InferenceRunner:
@@ -35,12 +81,13 @@ class InferenceRunner:
         batch_wait_ms: float = 0.0,
     ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
+        self._frames = FramePool(workers)
         self._max_queue = max_queue
         self._queued = 0
         self._tracer = tracer
         self._batcher = MicroBatcher(
             self._executor,
-            render,
+            self._render,
             lambda engine: policy_for(engine, max_batch, batch_wait_ms / 1000.0, workers),
         )
 
@@ -48,6 +95,13 @@ class InferenceRunner:
     def queued(self) -> int:
         """Frames accepted and not finished yet."""
         return self._queued
+
+    def _render(
+        self, engine: Engine, package: ModelPackage, requests: Sequence[RenderRequest]
+    ) -> list[RenderedFrame]:
+        if engine.batches_frames:
+            return render(engine, package, requests, self._frames.map)
+        return render(engine, package, requests)
 
     async def render(self, model: ReadyModel, requests: Sequence[RenderRequest]) -> list[RenderedFrame]:
         count = len(requests)
@@ -73,3 +127,4 @@ class InferenceRunner:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._frames.shutdown()
