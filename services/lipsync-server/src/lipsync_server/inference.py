@@ -14,12 +14,12 @@ its lanes already run a batch per worker.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from opentelemetry.trace import Tracer
 
@@ -36,38 +36,71 @@ R = TypeVar("R")
 
 
 class FramePool:
-    """Maps a function over the frames of a batch on `threads` threads: the items are cut into one
-    contiguous chunk per thread (at most), and the calling thread runs the first chunk itself rather
-    than wait idle. Functions must not wait on other frames' work (a chunk never waits for a chunk)."""
+    """Maps a function over the frames of a batch on up to `threads` threads at once.
+
+    The items are cut into one contiguous chunk per thread (at most). Each chunk is offered to the
+    pool, and the calling thread then runs every chunk no pool thread has started yet, so a batch never
+    waits for a thread to be scheduled: on a busy machine it runs as it would have frame after frame,
+    and on idle cores its chunks run at once. The caller waits only for chunks other threads started.
+    Functions must not wait on other frames' work.
+    """
 
     def __init__(self, threads: int) -> None:
         self._threads = threads
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="frame")
 
     def map(self, function: Callable[[T], R], items: Sequence[T], /) -> list[R]:
-        chunks = min(len(items), self._threads)
-        if chunks <= 1:
+        count = min(len(items), self._threads)
+        if count <= 1:
             return [function(item) for item in items]
-        bounds = [len(items) * k // chunks for k in range(chunks + 1)]
-        others = [
-            self._executor.submit(_chunk, function, items[bounds[k] : bounds[k + 1]])
-            for k in range(1, chunks)
-        ]
-        try:
-            results = _chunk(function, items[: bounds[1]])
-            for other in others:
-                results += other.result()
-            return results
-        finally:
-            # A failing chunk fails the batch; the others still finish before it is retried.
-            concurrent.futures.wait(others)
+        bounds = [len(items) * k // count for k in range(count + 1)]
+        chunks = [_Chunk(function, items[bounds[k] : bounds[k + 1]]) for k in range(count)]
+        for chunk in chunks[1:]:
+            self._executor.submit(chunk.run)
+        for chunk in chunks:
+            chunk.run()
+        # Every chunk has finished before a failing one fails the batch (which is then retried).
+        for chunk in chunks:
+            chunk.wait()
+        results: list[R] = []
+        for chunk in chunks:
+            results += chunk.result()
+        return results
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _chunk(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    return [function(item) for item in items]
+class _Chunk(Generic[T, R]):
+    """Consecutive frames of a batch, run by whichever thread claims them first."""
+
+    def __init__(self, function: Callable[[T], R], items: Sequence[T]) -> None:
+        self._function = function
+        self._items = items
+        self._claim = threading.Lock()
+        self._done = threading.Event()
+        self._results: list[R] = []
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        if not self._claim.acquire(blocking=False):
+            return  # another thread has it
+        try:
+            self._results = [self._function(item) for item in self._items]
+        except BaseException as error:
+            self._error = error
+        finally:
+            self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+    def result(self) -> list[R]:
+        """The chunk's results once it has run; its error when it failed."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._results
 
 
 class InferenceRunner:

@@ -223,6 +223,38 @@ def test_a_failing_frame_fails_its_batch_after_every_chunk_has_finished() -> Non
     assert sorted(finished) == [2, 3, 4, 5]
 
 
+def test_a_batch_never_waits_for_a_busy_frame_thread_its_caller_runs_the_chunks_itself() -> None:
+    pool = FramePool(2)
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def block(item: int) -> int:
+        entered.release()
+        release.wait(BARRIER_S)
+        return item
+
+    # Two batches whose chunks hold both frame threads (and their own callers).
+    blockers = [threading.Thread(target=pool.map, args=(block, [0, 1])) for _ in range(2)]
+    for blocker in blockers:
+        blocker.start()
+    try:
+        for _ in range(4):
+            assert entered.acquire(timeout=BARRIER_S)
+        threads: list[str] = []
+
+        def work(item: int) -> int:
+            threads.append(threading.current_thread().name)
+            return item + 1
+
+        assert pool.map(work, [1, 2, 3, 4]) == [2, 3, 4, 5]
+        assert set(threads) == {threading.current_thread().name}
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.join()
+        pool.shutdown()
+
+
 @dataclass
 class ThreadRecordingEngineDouble(NeuralEngineDouble):
     """Records the thread that painted each frame; with `together`, the even frames wait until that
