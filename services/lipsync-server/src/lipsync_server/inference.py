@@ -5,7 +5,7 @@ latency grow for everyone. Frames of concurrent calls for one model are micro-ba
 
 A batch of a neural engine runs in one worker thread, but its per-frame work (audio features, crop and
 model input, face region, composite and JPEG) is spread over a second pool of as many threads
-(`FramePool`): one thread per batch did it frame after frame while the GPU waited. OpenCV's resizing
+(`FramePool`): done frame after frame in the batch's thread, it would leave a GPU waiting. OpenCV's resizing
 and JPEG encoding and numpy's array arithmetic release the GIL, so the frames do run at once. The
 sprite engine's batches stay in one thread each: a sprite frame costs less than handing it over, and
 its lanes already run a batch per worker.

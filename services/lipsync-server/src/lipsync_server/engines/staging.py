@@ -2,9 +2,9 @@
 `session.run` (`HostStaging`, the CPU), or page-locked host buffers bound to the session with ONNX
 Runtime's I/O binding (`BoundStaging`, CUDA).
 
-From pageable memory every copy to or from the GPU goes through a staging copy of the driver's, at
-about 10 GB/s (docs/performance.md: 30% of a batch of 32's time). From page-locked ("pinned") memory
-the GPU copies directly. So on CUDA each batch bucket (a power of two, as ShapeStableSession pads
+From pageable memory every copy to or from the GPU goes through a staging copy of the driver's (what
+that costs per batch size: docs/performance.md). From page-locked ("pinned") memory the GPU copies
+directly. So on CUDA each batch bucket (a power of two, as ShapeStableSession pads
 batches) has page-locked buffers for the image input, the audio input and the output, reused from
 batch to batch: the engine writes each frame's input straight into them and reads the prediction from
 them, and the model call binds them (`bind_ortvalue_input` / `bind_ortvalue_output`), so ONNX Runtime
