@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from doubles import PaintEngineDouble, tiny_package
+from server_process import TIME_UNIT
 
 from lipsync_server.batching import BatchPolicy, MicroBatcher, policy_for
 from lipsync_server.engines.base import Engine, FrameJob, FrameMap, serial_map
@@ -182,7 +183,7 @@ async def test_frames_beyond_the_queue_bound_are_refused_as_overload() -> None:
 
 
 # Long enough for a loaded machine to start the threads; a serial map never gets past the barrier.
-BARRIER_S = 30.0
+BARRIER_S = 30.0 * TIME_UNIT
 
 
 def test_a_frame_pool_runs_a_batchs_chunks_at_once_and_keeps_their_order() -> None:
