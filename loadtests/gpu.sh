@@ -6,7 +6,7 @@
 #   gpu.csv                    the GPU, its memory and driver (nvidia-smi)
 #   engine.json                UNet-328 alone by batch size, float32 and float16 (`fp16`), with and
 #                              without host copies, fp16 against fp32 on the GPU, the stages, and
-#                              frames/s through the server's runner (loadtests/bench_engine.py)
+#                              float32 frames/s through the server's runner (loadtests/bench_engine.py)
 #   streams-P-bB.json          viewers at 25 fps held by a real lipsync-server at p99 < 100 ms, precision
 #                              P, --max-batch B: streams per GPU and per CPU core (loadtests/served_streams.py)
 #
