@@ -40,7 +40,7 @@ k8s-manifests: $(BIN)/activate ## Regenerate deploy/k8s/ from the chart's defaul
 
 deploy-lint: $(BIN)/activate helm-lint ## hadolint, shellcheck, yamllint, helm lint, compose config
 	$(BIN)/hadolint services/*/Dockerfile deploy/*/Dockerfile
-	shellcheck deploy/scripts/*.sh deploy/nginx/*.sh deploy/compose/*.sh
+	shellcheck deploy/scripts/*.sh deploy/nginx/*.sh deploy/compose/*.sh loadtests/*.sh
 	yamllint --strict -c deploy/.yamllint.yaml deploy
 	$(STACK) config --quiet
 	$(STACK) -f deploy/compose/compose.ci.yaml config --quiet

@@ -1,7 +1,7 @@
 """Benchmark of the unet328 engine's stages: milliseconds per frame, as JSON.
 
     python loadtests/bench_engine.py [--unet unet.onnx] [--audio-encoder audio_encoder.onnx]
-                                     [--device cpu|cuda] [--batches 1,2,4,8] [--output result.json]
+                                     [--device cpu|cuda] [--batches 1,2,4,8] [--fp16] [--output result.json]
                                      [--runner-rounds N] [--unet-runner 1,8,16 --callers 64]
 
 Stages, each timed on its own over a synthetic 1280×720 frame with a 180-px face box:
@@ -19,6 +19,12 @@ Stages, each timed on its own over a synthetic 1280×720 frame with a 180-px fac
   difference is what the copies cost. `alternating_batches_4_2_ms_per_call` (CUDA only): the median
   call when calls alternate between batches of 4 and 2, on one plain session and on the engine's
   `ShapeStableSession` (a session per batch bucket);
+- `fp16` (with `--fp16`): the UNet's half-precision copy (`lipsync-server convert --fp16`'s, made here
+  unless `--unet`'s `name.fp16.onnx` is beside it) timed by batch size as `inference_by_batch`, and
+  its output against the float32 model's on the same device and inputs (four synthetic frames):
+  largest and mean |fp16 - fp32|, and the mouth region's difference in 8-bit levels
+  (`half_precision.mouth_difference`). On a GPU that includes float16 arithmetic, which the CPU
+  provider does not do (it computes float16 models in float32);
 - `composite`: the prediction into the crop, resized to the box, pasted into the full frame;
 - `encode_full_frame` / `encode_face_crop`: JPEG at quality 85.
 
@@ -72,6 +78,7 @@ from lipsync_server.engines.unet328 import (
     providers_for,
     shape_stable,
 )
+from lipsync_server.half_precision import half_precision_path, mouth_difference, to_half_precision
 from lipsync_server.inference import InferenceRunner
 from lipsync_server.jpeg import encode_jpeg
 from lipsync_server.mel import VIDEO_FPS
@@ -209,8 +216,43 @@ def alternating_ms(unet: UnetModel, images: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
+def half_precision_figures(
+    unet: UnetModel,
+    half_path: Path,
+    providers: list[str],
+    images: np.ndarray,
+    batches: list[int],
+    repeats: int,
+    warmup: int,
+) -> dict[str, object]:
+    """The float16 copy `half_path` of `unet` by batch size, and its output against `unet`'s."""
+    half = UnetModel.of(open_session(half_path, providers), half_path)
+    by_batch = {str(batch): time_inference(half, images, batch, repeats, warmup) for batch in batches}
+    audio = np.random.default_rng(3).uniform(0, 2, (4, 32, 16, 16)).astype(np.float32)
+    frames = np.repeat(images[:1], 4, axis=0)
+    full, reduced = unet.run(frames, audio), half.run(frames, audio)
+    mouth = mouth_difference(full, reduced)
+    return {
+        "provider": half.session.get_providers()[0],
+        "inference_by_batch": by_batch,
+        "vs_fp32": {
+            "max_abs": float(np.abs(reduced - full).max()),
+            "mean_abs": float(np.abs(reduced - full).mean()),
+            "mouth_mean_levels": mouth.mean_levels,
+            "mouth_max_levels": mouth.max_levels,
+            "mouth_changed": mouth.changed,
+        },
+    }
+
+
 def run(
-    unet_path: Path, encoder_path: Path, device: str, batches: list[int], repeats: int, warmup: int | None
+    unet_path: Path,
+    encoder_path: Path,
+    device: str,
+    batches: list[int],
+    repeats: int,
+    warmup: int | None,
+    half_path: Path | None = None,
 ) -> dict[str, object]:
     import onnxruntime
 
@@ -283,6 +325,11 @@ def run(
         "stages_ms_per_frame": stages,
         "inference_by_batch": inference,
         **({"alternating_batches_4_2_ms_per_call": shape_changes} if on_cuda(unet) else {}),
+        **(
+            {"fp16": half_precision_figures(unet, half_path, providers, images, batches, repeats, warmup)}
+            if half_path is not None
+            else {}
+        ),
     }
 
 
@@ -415,6 +462,7 @@ def main() -> int:
         "--runner-frames", type=int, default=1000, help="timed frames per unet328_runner figure"
     )
     parser.add_argument("--unet-runner-rounds", type=int, default=3, help="rounds of unet328_runner (median)")
+    parser.add_argument("--fp16", action="store_true", help="also time the UNet's float16 copy (needs onnx)")
     parser.add_argument("--output", type=Path, help="write the JSON here as well as to stdout")
     parser.add_argument("--cache-dir", type=Path, help="demo avatar cache (default: a temporary one)")
     args = parser.parse_args()
@@ -425,7 +473,14 @@ def main() -> int:
             unet, encoder = export_default_models(Path(scratch))
         else:
             unet, encoder = args.unet, args.audio_encoder
-        result = run(unet, encoder, args.device, batches, args.repeats, args.warmup)
+        half = None
+        if args.fp16:
+            half = half_precision_path(unet)
+            if not half.is_file():
+                # Not beside the model: the engine of unet328_runner would pick it up on CUDA.
+                half = Path(scratch) / "half" / half.name
+                to_half_precision(unet, half)
+        result = run(unet, encoder, args.device, batches, args.repeats, args.warmup, half)
         if args.unet_runner:
             result["unet328_runner"] = {
                 "callers": args.callers,

@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,8 @@ class StepResult:
     frames_per_s: float
     #: 1, or more when the step was measured again after it did not hold.
     attempt: int = 1
+    #: CPU seconds per second the watched process used over the step (cores busy); None unwatched.
+    cores_busy: float | None = None
 
     def holds(self, threshold_ms: float) -> bool:
         return self.frames > 0 and self.errors == 0 and self.late == 0 and self.p99_ms < threshold_ms
@@ -147,13 +149,21 @@ class Viewer:
         await self._lane.close()
 
 
-async def _measure_step(viewers: int, window: _Window, ramp: Ramp, attempt: int) -> StepResult:
+#: The CPU seconds a watched process has used so far (e.g. the server's, from /proc).
+CpuClock = Callable[[], float]
+
+
+async def _measure_step(
+    viewers: int, window: _Window, ramp: Ramp, attempt: int, cpu: CpuClock | None
+) -> StepResult:
     """Let the viewers settle, then measure them for one step."""
     await asyncio.sleep(ramp.settle_s)
     window.latencies_ms, window.late, window.errors = [], 0, 0
     window.measuring = True
+    cpu_start = cpu() if cpu is not None else 0.0
     await asyncio.sleep(ramp.step_s)
     window.measuring = False
+    cores_busy = (cpu() - cpu_start) / ramp.step_s if cpu is not None else None
     latency = LatencySummary.of(window.latencies_ms)
     return StepResult(
         viewers,
@@ -165,11 +175,15 @@ async def _measure_step(viewers: int, window: _Window, ramp: Ramp, attempt: int)
         latency.max,
         len(window.latencies_ms) / ramp.step_s,
         attempt,
+        cores_busy,
     )
 
 
-async def ramp_viewers(open_lane: OpenLane, ramp: Ramp, progress: Progress | None = None) -> list[StepResult]:
-    """Add viewers step by step until a step does not hold (or `max_viewers`); every step's result.
+async def ramp_viewers(
+    open_lane: OpenLane, ramp: Ramp, progress: Progress | None = None, cpu: CpuClock | None = None
+) -> list[StepResult]:
+    """Add viewers step by step until a step does not hold (or `max_viewers`); every step's result,
+    with the cores `cpu`'s process kept busy when given.
 
     A step that does not hold is measured again, up to `ramp.retries` times, before the ramp stops: on a
     shared machine one hiccup of another process can spoil a p99 of a few hundred frames."""
@@ -185,7 +199,7 @@ async def ramp_viewers(open_lane: OpenLane, ramp: Ramp, progress: Progress | Non
                 for i, lane in enumerate(lanes)
             ]
             for attempt in range(1, ramp.retries + 2):
-                step = await _measure_step(count, window, ramp, attempt)
+                step = await _measure_step(count, window, ramp, attempt, cpu)
                 if progress is not None:
                     name = f"{count} viewers" + (f" (again, {attempt})" if attempt > 1 else "")
                     progress.update(name, ramp.step_s, None, ramp.step_s, window.latencies_ms, step.errors)
@@ -207,12 +221,14 @@ async def viewers_through_proxy(url: str, ramp: Ramp, progress: Progress | None 
     return await ramp_viewers(lane_opener(url, "v1", ramp.model), ramp, progress)
 
 
-async def viewers_direct(address: str, ramp: Ramp, progress: Progress | None = None) -> list[StepResult]:
+async def viewers_direct(
+    address: str, ramp: Ramp, progress: Progress | None = None, cpu: CpuClock | None = None
+) -> list[StepResult]:
     """Viewers calling the gRPC server at `address` themselves, one `Infer` per frame."""
     client = DirectClient(address, ramp.model)
     try:
         await client.channel.channel_ready()
-        return await ramp_viewers(client.opener("unary"), ramp, progress)
+        return await ramp_viewers(client.opener("unary"), ramp, progress, cpu)
     finally:
         await client.close()
 

@@ -89,3 +89,21 @@ def test_the_resident_call_runs_the_model_on_bound_inputs(tmp_path: Path) -> Non
     call()
     np.testing.assert_allclose(call.output(), unet.run(images, audio), rtol=1e-6)
     assert bench_engine.per_call_ms(call, repeats=2) > 0
+
+
+def test_the_half_precision_copy_is_timed_by_batch_and_compared_with_float32(tmp_path: Path) -> None:
+    from lipsync_server.half_precision import to_half_precision
+
+    path = identity_unet(tmp_path / "unet.onnx")
+    to_half_precision(path, tmp_path / "unet.fp16.onnx")
+    cpu = ["CPUExecutionProvider"]
+    unet = UnetModel.of(open_session(path, cpu), path)
+    images = np.random.default_rng(0).uniform(0, 1, (1, 6, 320, 320)).astype(np.float32)
+    figures: Any = bench_engine.half_precision_figures(
+        unet, tmp_path / "unet.fp16.onnx", cpu, images, [1, 2], repeats=1, warmup=0
+    )
+    assert sorted(figures["inference_by_batch"]) == ["1", "2"]
+    assert figures["provider"] == "CPUExecutionProvider"
+    difference = figures["vs_fp32"]
+    assert 0 < difference["max_abs"] < 1e-2, "float16 rounding, and only that"
+    assert difference["mouth_max_levels"] <= 1

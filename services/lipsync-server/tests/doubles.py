@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from lipsync_server.engines.base import FrameJob
+from lipsync_server.engines.base import FrameJob, FrameMap, serial_map
 from lipsync_server.packages.model import NATIVE_FORMAT, ArrayFrames, ModelPackage
 
 
@@ -44,10 +44,12 @@ class PaintEngineDouble:
     def device(self, package: ModelPackage) -> str:
         return "cpu"
 
-    def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
-        regions = []
-        for job in jobs:
+    def infer(
+        self, package: ModelPackage, jobs: Sequence[FrameJob], map_frames: FrameMap = serial_map
+    ) -> list[NDArray[np.uint8]]:
+        def paint(job: FrameJob) -> NDArray[np.uint8]:
             x1, y1, x2, y2 = (int(v) for v in package.boxes[job.frame_id])
             value = 255 if job.features is None else 200 + int(job.features[0])
-            regions.append(np.full((y2 - y1, x2 - x1, 3), value, np.uint8))
-        return regions
+            return np.full((y2 - y1, x2 - x1, 3), value, np.uint8)
+
+        return map_frames(paint, jobs)

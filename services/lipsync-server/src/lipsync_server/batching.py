@@ -1,7 +1,8 @@
 """Dynamic micro-batching: frames of concurrent requests and streams for one model, rendered together.
 
 Every model has a lane: frames wait there until a batch leaves, as one `render` call in a worker
-thread. A batch leaves when
+thread (a neural engine's batch spreads its per-frame work over the runner's frame threads). A batch
+leaves when
 
 - `max_batch` frames are waiting, or
 - the oldest waiting frame has waited `wait_s` (`--batch-wait-ms`), or at once when `wait_s` is 0,
@@ -37,9 +38,9 @@ from lipsync_server.render import RenderedFrame, RenderRequest
 logger = logging.getLogger(__name__)
 
 RenderBatch = Callable[[Engine, ModelPackage, Sequence[RenderRequest]], list[RenderedFrame]]
-# Batches of a neural lane in flight at once: one on the device while the one before is composited
-# and encoded.
-NEURAL_RUNNING = 2
+# Batches of a neural lane in flight at once: one on the device, the next one's inputs being assembled
+# and the one before composited and encoded, so that the device always has a batch to start.
+NEURAL_RUNNING = 3
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class BatchPolicy:
 
 
 def policy_for(engine: Engine, max_batch: int, wait_s: float, workers: int) -> BatchPolicy:
-    """The policy of `engine`'s lanes: waiting and two batches in flight for engines that run a batch
-    as one model call (`batches_frames`), no waiting and every worker for the others."""
+    """The policy of `engine`'s lanes: waiting and NEURAL_RUNNING batches in flight for engines that run
+    a batch as one model call (`batches_frames`), no waiting and every worker for the others."""
     if engine.batches_frames:
         return BatchPolicy(max_batch, wait_s, min(NEURAL_RUNNING, workers))
     return BatchPolicy(max_batch, 0.0, workers)

@@ -139,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     provider = tracer_provider(tracing)
     try:
-        deps = dataclasses.replace(default_deps(settings.device), tracer_provider=provider)
+        deps = dataclasses.replace(
+            default_deps(settings.device, settings.precision), tracer_provider=provider
+        )
         asyncio.run(serve(settings, deps, tracing))
     except StartupError as error:
         print(f"lipsync-server: {error}", file=sys.stderr)

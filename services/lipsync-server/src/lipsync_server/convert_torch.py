@@ -16,6 +16,11 @@ model exactly (`strict` loading): a missing or unexpected key is refused, named.
 After export the ONNX model is run with ONNX Runtime on a batch of two deterministic inputs and
 compared with PyTorch; a difference above the tolerance refuses the file.
 
+`--fp16` also writes the model's half-precision copy beside it (`name.fp16.onnx`, see half_precision),
+run on the same inputs and compared with the float32 model; with an `.onnx` file instead of a
+checkpoint it writes only that copy (no PyTorch needed, only `onnx`). For the UNet the report adds the
+mouth region's difference in 8-bit levels.
+
 PyTorch is the optional `convert` extra (`pip install 'lipsync-server[convert]'`) and is imported only
 here, never by the server.
 """
@@ -37,6 +42,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lipsync_server.errors import PackageError
+from lipsync_server.half_precision import (
+    DEFAULT_HALF_TOLERANCE,
+    MouthDifference,
+    half_precision_path,
+    max_difference,
+    mouth_difference,
+    to_half_precision,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -102,6 +115,19 @@ class ConversionReport:
     size_bytes: int
     # Largest |ONNX Runtime - PyTorch| over the verification batch; None when not verified.
     max_abs_error: float | None
+    half: HalfPrecisionReport | None = None
+
+
+@dataclass(frozen=True)
+class HalfPrecisionReport:
+    """The half-precision copy of a converted model and how far it is from the float32 one."""
+
+    output: Path
+    size_bytes: int
+    # Largest |float16 - float32| over the verification batch (ONNX Runtime's CPU provider).
+    max_abs_error: float
+    # The UNet's mouth region, in 8-bit levels; None for the encoder.
+    mouth: MouthDifference | None
 
 
 class TorchMissingError(RuntimeError):
@@ -265,6 +291,37 @@ def verify_onnx(model: nn.Module, spec: ModelSpec, path: Path) -> float:
     return float(np.abs(np.asarray(ours) - theirs).max())
 
 
+def half_precision(source: Path, kind: str, tolerance: float = DEFAULT_HALF_TOLERANCE) -> HalfPrecisionReport:
+    """Write the half-precision copy of float32 ONNX model `source` of `kind` beside it and check it
+    against `source` on the verification batch; PackageError (and no file) beyond `tolerance`."""
+    spec = SPECS[kind]
+    output = half_precision_path(source)
+    to_half_precision(source, output)
+    error, reference, half = max_difference(source, output, spec.inputs, sample_inputs(spec))
+    if error > tolerance:
+        output.unlink(missing_ok=True)
+        raise PackageError(
+            output, f"float16 differs from float32 by {error:.3g} (tolerance {tolerance:g}); removed"
+        )
+    mouth = mouth_difference(reference, half) if kind == UNET else None
+    return HalfPrecisionReport(output, output.stat().st_size, error, mouth)
+
+
+def onnx_kind(path: Path) -> str:
+    """The kind of ONNX model `path`, from its input names; PackageError when it is neither."""
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise PackageError(path, f"is not an ONNX model ONNX Runtime can run: {exc}") from exc
+    names = tuple(arg.name for arg in session.get_inputs())
+    for kind, spec in SPECS.items():
+        if names == spec.inputs:
+            return kind
+    raise PackageError(path, f"has inputs {list(names)}, neither a UNet-328's nor an AVE encoder's")
+
+
 def convert(
     checkpoint: Path,
     output: Path,
@@ -273,8 +330,11 @@ def convert(
     opset: int | None = None,
     verify: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
+    half: bool = False,
+    half_tolerance: float = DEFAULT_HALF_TOLERANCE,
 ) -> ConversionReport:
-    """Convert `checkpoint` (.pth) to ONNX model `output`; `kind` None detects it from the keys."""
+    """Convert `checkpoint` (.pth) to ONNX model `output`, and with `half` its half-precision copy
+    beside it; `kind` None detects it from the keys."""
     state = load_checkpoint(checkpoint)
     if kind is None:
         try:
@@ -294,22 +354,55 @@ def convert(
             raise PackageError(
                 output, f"ONNX Runtime differs from PyTorch by {error:.3g} (tolerance {tolerance:g}); removed"
             )
-    return ConversionReport(kind, output, used_opset, output.stat().st_size, error)
+    copy = half_precision(output, kind, half_tolerance) if half else None
+    return ConversionReport(kind, output, used_opset, output.stat().st_size, error, copy)
+
+
+def _half_line(report: HalfPrecisionReport) -> str:
+    size = report.size_bytes / 2**20
+    line = f"{report.output}: float16, {size:.2f} MiB, max |fp16 - fp32| {report.max_abs_error:.2e}"
+    if report.mouth is not None:
+        mouth = report.mouth
+        line += (
+            f", mouth {mouth.mean_levels:.3f} levels on average (max {mouth.max_levels}, "
+            f"{100 * mouth.changed:.1f}% of values changed)"
+        )
+    return line
 
 
 def main(argv: Sequence[str]) -> int:
-    """`lipsync-server convert CHECKPOINT OUTPUT [--kind K] [--opset N] [--no-verify]`."""
+    """`lipsync-server convert CHECKPOINT OUTPUT [--kind K] [--opset N] [--no-verify] [--fp16]`, or
+    `lipsync-server convert MODEL.onnx --fp16`."""
     parser = argparse.ArgumentParser(
         prog="lipsync-server convert",
-        description="Convert a SyncTalk_2D PyTorch checkpoint (UNet-328 or AVE audio encoder) to ONNX.",
+        description="Convert a SyncTalk_2D PyTorch checkpoint (UNet-328 or AVE audio encoder) to ONNX; "
+        "with --fp16 also (or, given an .onnx model, only) its half-precision copy NAME.fp16.onnx.",
     )
-    parser.add_argument("checkpoint", type=Path, help=".pth file (plain or wrapped state_dict)")
-    parser.add_argument("output", type=Path, help="ONNX file to write")
+    parser.add_argument("checkpoint", type=Path, help=".pth file (plain or wrapped state_dict), or .onnx")
+    parser.add_argument("output", type=Path, nargs="?", help="ONNX file to write (not for an .onnx input)")
     parser.add_argument("--kind", choices=KINDS, help="model kind (default: detected from the keys)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: 17 for the UNet, 11 for the encoder)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |ONNX - torch|")
     parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ORT check")
+    parser.add_argument(
+        "--fp16", action="store_true", help="also write the half-precision copy NAME.fp16.onnx beside OUTPUT"
+    )
+    parser.add_argument(
+        "--fp16-tolerance", type=float, default=DEFAULT_HALF_TOLERANCE, help="max |fp16 - fp32|"
+    )
     args = parser.parse_args(argv)
+    if args.checkpoint.suffix == ".onnx":
+        if not args.fp16 or args.output is not None:
+            parser.error("an .onnx input takes --fp16 and no OUTPUT: its copy goes beside it")
+        try:
+            half = half_precision(args.checkpoint, onnx_kind(args.checkpoint), args.fp16_tolerance)
+        except PackageError as error:
+            print(f"lipsync-server convert: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(_half_line(half))
+        return 0
+    if args.output is None:
+        parser.error("OUTPUT is required for a checkpoint")
     try:
         report = convert(
             args.checkpoint,
@@ -318,6 +411,8 @@ def main(argv: Sequence[str]) -> int:
             opset=args.opset,
             verify=args.verify,
             tolerance=args.tolerance,
+            half=args.fp16,
+            half_tolerance=args.fp16_tolerance,
         )
     except TorchMissingError as error:
         print(f"lipsync-server convert: {error}", file=sys.stderr)
@@ -329,4 +424,6 @@ def main(argv: Sequence[str]) -> int:
     checked = "not verified" if difference is None else f"max |ONNX - torch| {difference:.2e}"
     size = report.size_bytes / 2**20
     print(f"{report.output}: {report.kind}, opset {report.opset}, {size:.2f} MiB, {checked}")
+    if report.half is not None:
+        print(_half_line(report.half))
     return 0

@@ -57,7 +57,7 @@ class Deps:
     tracer_provider: TracerProvider | None = None
 
 
-def default_deps(device: str = "auto") -> Deps:
+def default_deps(device: str = "auto", precision: str = "auto") -> Deps:
     from lipsync_server.demo import ensure_demo_package
     from lipsync_server.engines.sprite import SpriteEngine
     from lipsync_server.engines.unet328 import Unet328Engine
@@ -66,7 +66,10 @@ def default_deps(device: str = "auto") -> Deps:
     def load(path: Path, name: str | None) -> ModelPackage:
         return load_package(path, name=name)
 
-    engines: dict[str, Engine] = {"sprite": SpriteEngine(), "unet328": Unet328Engine(device)}
+    engines: dict[str, Engine] = {
+        "sprite": SpriteEngine(),
+        "unet328": Unet328Engine(device, precision=precision),
+    }
     return Deps(load_package=load, engines=engines, demo_package=ensure_demo_package)
 
 
@@ -179,7 +182,7 @@ def check_bindable(host: str, port: int) -> None:
 
 def create_server(settings: Settings, deps: Deps | None = None) -> LipsyncServer:
     """A server bound to `settings.port` (0 picks a free one; see `.port`), not started yet."""
-    deps = deps or default_deps(settings.device)
+    deps = deps or default_deps(settings.device, settings.precision)
     grpc_server = grpc.aio.server(
         interceptors=server_interceptors(deps.tracer_provider),
         options=[

@@ -27,6 +27,8 @@ class Settings:
     models: tuple[str, ...] = ()
     cache_dir: Path = Path.home() / ".cache" / "lipsync"
     device: str = "auto"
+    # auto: a model's float16 copy on CUDA when the package has one, float32 otherwise (engines/unet328).
+    precision: str = "auto"
     jpeg_quality: int = 85
     max_batch: int = 8
     batch_wait_ms: float = 2.0
@@ -57,6 +59,8 @@ class Settings:
             found.append(f"--models-dir {self.models_dir}: not a directory")
         if self.device not in ("auto", "cpu", "cuda"):
             found.append(f"--device {self.device!r}: must be auto, cpu or cuda")
+        if self.precision not in ("auto", "fp32", "fp16"):
+            found.append(f"--precision {self.precision!r}: must be auto, fp32 or fp16")
         if not 1 <= self.jpeg_quality <= 100:
             found.append(f"--jpeg-quality {self.jpeg_quality}: must be 1..100")
         if not 1 <= self.max_batch <= 256:
@@ -100,6 +104,11 @@ def build_parser(prog: str = "lipsync-server") -> argparse.ArgumentParser:
     add("--model", dest="models", action="append", default=[], metavar="NAME", help=MODEL_NAME_HELP)
     add("--cache-dir", type=Path, default=defaults.cache_dir, help="where the demo avatar is generated")
     add("--device", default=defaults.device, help="auto, cpu or cuda (neural engines)")
+    add(
+        "--precision",
+        default=defaults.precision,
+        help="auto (float16 copies of models on CUDA when a package has them), fp32 or fp16",
+    )
     add("--jpeg-quality", type=int, default=defaults.jpeg_quality)
     add("--max-batch", type=int, default=defaults.max_batch, help="largest micro-batch (neural engines)")
     add("--batch-wait-ms", type=float, default=defaults.batch_wait_ms, help="how long a batch may wait")
@@ -124,6 +133,7 @@ _ENV_FLAGS = {
     "LIPSYNC_MODELS_DIR": "--models-dir",
     "LIPSYNC_CACHE_DIR": "--cache-dir",
     "LIPSYNC_DEVICE": "--device",
+    "LIPSYNC_PRECISION": "--precision",
     "LIPSYNC_JPEG_QUALITY": "--jpeg-quality",
     "LIPSYNC_MAX_BATCH": "--max-batch",
     "LIPSYNC_BATCH_WAIT_MS": "--batch-wait-ms",
@@ -160,6 +170,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
         models=models,
         cache_dir=namespace.cache_dir,
         device=namespace.device,
+        precision=namespace.precision,
         jpeg_quality=namespace.jpeg_quality,
         max_batch=namespace.max_batch,
         batch_wait_ms=namespace.batch_wait_ms,

@@ -10,15 +10,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from doubles import PaintEngineDouble, tiny_package
+from server_process import TIME_UNIT
 
 from lipsync_server.batching import BatchPolicy, MicroBatcher, policy_for
-from lipsync_server.engines.base import Engine
+from lipsync_server.engines.base import Engine, FrameJob, FrameMap, serial_map
 from lipsync_server.engines.sprite import SpriteEngine
 from lipsync_server.engines.unet328 import Unet328Engine
 from lipsync_server.errors import InvalidArgumentError, OverloadedError
-from lipsync_server.inference import InferenceRunner
+from lipsync_server.inference import FramePool, InferenceRunner
 from lipsync_server.packages.model import ModelPackage
 from lipsync_server.registry import ReadyModel
 from lipsync_server.render import RenderedFrame, RenderRequest, StageTimings
@@ -75,7 +77,7 @@ async def frame(batcher: MicroBatcher, ready: ReadyModel, frame_id: int) -> int:
 
 
 def test_engines_that_batch_wait_for_company_and_others_never_wait() -> None:
-    assert policy_for(NeuralEngineDouble(), 8, 0.002, 4) == BatchPolicy(8, 0.002, 2)
+    assert policy_for(NeuralEngineDouble(), 8, 0.002, 4) == BatchPolicy(8, 0.002, 3)
     assert policy_for(PaintEngineDouble(), 8, 0.002, 4) == BatchPolicy(8, 0.0, 4)
     assert policy_for(Unet328Engine("cpu"), 8, 0.002, 1) == BatchPolicy(8, 0.002, 1)
     assert policy_for(SpriteEngine(), 8, 0.002, 4) == BatchPolicy(8, 0.0, 4)
@@ -178,3 +180,120 @@ async def test_frames_beyond_the_queue_bound_are_refused_as_overload() -> None:
     assert [type(r).__name__ for r in results].count("OverloadedError") == 2
     frames = [r for r in results if not isinstance(r, OverloadedError)]
     assert [f[0].timings.batch_size for f in frames] == [3, 3, 3], "the accepted frames ran as one batch"
+
+
+# Long enough for a loaded machine to start the threads; a serial map never gets past the barrier.
+BARRIER_S = 30.0 * TIME_UNIT
+
+
+def test_a_frame_pool_runs_a_batchs_chunks_at_once_and_keeps_their_order() -> None:
+    pool = FramePool(4)
+    barrier = threading.Barrier(4, timeout=BARRIER_S)
+    threads: set[str] = set()
+
+    def work(item: int) -> int:
+        threads.add(threading.current_thread().name)
+        if item % 2 == 0:
+            barrier.wait()  # the first frame of each chunk of two: four chunks running at once
+        return item * 10
+
+    try:
+        assert pool.map(work, list(range(8))) == [i * 10 for i in range(8)]
+        assert pool.map(work, [5]) == [50], "a lone frame stays in the calling thread"
+    finally:
+        pool.shutdown()
+    assert len(threads) == 4, "the caller and three frame threads"
+
+
+def test_a_failing_frame_fails_its_batch_after_every_chunk_has_finished() -> None:
+    pool = FramePool(3)
+    finished: list[int] = []
+
+    def work(item: int) -> int:
+        if item == 0:
+            raise InvalidArgumentError("frame 0 is bad")
+        time.sleep(0.05)  # the other chunks are still running when the first one fails
+        finished.append(item)
+        return item
+
+    try:
+        with pytest.raises(InvalidArgumentError, match="frame 0 is bad"):
+            pool.map(work, list(range(6)))
+    finally:
+        pool.shutdown()
+    assert sorted(finished) == [2, 3, 4, 5]
+
+
+def test_a_batch_never_waits_for_a_busy_frame_thread_its_caller_runs_the_chunks_itself() -> None:
+    pool = FramePool(2)
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def block(item: int) -> int:
+        entered.release()
+        release.wait(BARRIER_S)
+        return item
+
+    # Two batches whose chunks hold both frame threads (and their own callers).
+    blockers = [threading.Thread(target=pool.map, args=(block, [0, 1])) for _ in range(2)]
+    for blocker in blockers:
+        blocker.start()
+    try:
+        for _ in range(4):
+            assert entered.acquire(timeout=BARRIER_S)
+        threads: list[str] = []
+
+        def work(item: int) -> int:
+            threads.append(threading.current_thread().name)
+            return item + 1
+
+        assert pool.map(work, [1, 2, 3, 4]) == [2, 3, 4, 5]
+        assert set(threads) == {threading.current_thread().name}
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.join()
+        pool.shutdown()
+
+
+@dataclass
+class ThreadRecordingEngineDouble(NeuralEngineDouble):
+    """Records the thread that painted each frame; with `together`, the even frames wait until that
+    many of them are being painted at once."""
+
+    threads: list[str] = field(default_factory=list)
+    together: int = 0
+
+    def infer(
+        self, package: ModelPackage, jobs: Sequence[FrameJob], map_frames: FrameMap = serial_map
+    ) -> list[np.ndarray]:
+        barrier = threading.Barrier(self.together, timeout=BARRIER_S) if self.together else None
+
+        def paint(job: FrameJob) -> np.ndarray:
+            self.threads.append(threading.current_thread().name)
+            if barrier is not None and job.frame_id % 2 == 0:
+                barrier.wait()
+            x1, y1, x2, y2 = (int(v) for v in package.boxes[job.frame_id])
+            return np.full((y2 - y1, x2 - x1, 3), 255, np.uint8)
+
+        return map_frames(paint, jobs)
+
+
+@pytest.mark.parametrize(("batches_frames", "threads"), [(True, 4), (False, 1)])
+async def test_a_neural_batch_spreads_its_frames_over_the_runners_threads_and_a_sprite_batch_does_not(
+    batches_frames: bool, threads: int
+) -> None:
+    # Neural: four chunks of two frames, painted at once (or the barrier breaks).
+    engine = ThreadRecordingEngineDouble(
+        batches_frames=batches_frames, together=threads if threads > 1 else 0
+    )
+    runner = InferenceRunner(4, 64, max_batch=8, batch_wait_ms=0.0)
+    try:
+        frames = await runner.render(
+            ReadyModel(tiny_package(frames=20), engine), [RenderRequest(i) for i in range(8)]
+        )
+    finally:
+        runner.shutdown()
+    assert [f.timings.batch_size for f in frames] == [8] * 8, "one batch"
+    assert len(engine.threads) == 8
+    assert len(set(engine.threads)) == threads

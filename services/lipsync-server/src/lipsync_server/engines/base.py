@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lipsync_server.packages.model import ModelPackage
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class FrameMap(Protocol):
+    """Applies a function to each frame's item of a batch, in order: frame after frame (`serial_map`),
+    or spread over threads (inference.FramePool.map). The function must not wait for other frames."""
+
+    def __call__(self, function: Callable[[T], R], items: Sequence[T], /) -> list[R]: ...
+
+
+def serial_map(function: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+    """The items' results frame after frame, in the calling thread."""
+    return [function(item) for item in items]
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class Engine(Protocol):
         """Where `package`'s frames are inferred: "cpu" or "cuda" (the seed's `GetStats.device`)."""
         ...
 
-    def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
-        """The face region of each job's frame, lip-synced: box-sized H×W×3 BGR uint8 arrays."""
+    def infer(
+        self, package: ModelPackage, jobs: Sequence[FrameJob], map_frames: FrameMap = serial_map
+    ) -> list[NDArray[np.uint8]]:
+        """The face region of each job's frame, lip-synced: box-sized H×W×3 BGR uint8 arrays. Per-frame
+        work (model input, compositing) may go through `map_frames`."""
         ...

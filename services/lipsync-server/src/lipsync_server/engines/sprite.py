@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lipsync_server.audio import NEUTRAL_ROUNDNESS, features_at, frame_features, read_wav
-from lipsync_server.engines.base import FrameJob
+from lipsync_server.engines.base import FrameJob, FrameMap, serial_map
 from lipsync_server.errors import InvalidArgumentError, PackageError
 from lipsync_server.packages.model import ModelPackage
 
@@ -266,8 +266,11 @@ class SpriteEngine:
         """Sprites are composited with numpy and OpenCV."""
         return "cpu"
 
-    def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
-        """Each job's face box of its base frame (a copy) with the mouth of its features drawn in."""
+    def infer(
+        self, package: ModelPackage, jobs: Sequence[FrameJob], map_frames: FrameMap = serial_map
+    ) -> list[NDArray[np.uint8]]:
+        """Each job's face box of its base frame (a copy) with the mouth of its features drawn in; frame
+        after frame, whatever `map_frames`: drawing costs less than handing a frame to another thread."""
         style, palette = self._style(package)
         own = package.audio_features
         regions: list[NDArray[np.uint8]] = []

@@ -22,6 +22,11 @@ exports `visual_input`/`audio_input`).
 `--device`: `cuda` runs on ONNX Runtime's CUDA provider (refused when it is not installed), `cpu` on
 the CPU, `auto` on CUDA when available, else CPU.
 
+`--precision`: `auto` runs a model's half-precision copy (`name.fp16.onnx` beside it, written by
+`lipsync-server convert --fp16`; see half_precision) on CUDA when the package has one, and the float32
+model otherwise and always on the CPU, whose ONNX Runtime provider computes float16 models in float32
+anyway; `fp32` never the copy; `fp16` always, refusing a package without one.
+
 On CUDA every model with a dynamic batch axis runs through `ShapeStableSession`: ONNX Runtime's CUDA
 convolutions (the cuDNN frontend, since ONNX Runtime 1.20) rebuild their execution plans whenever a
 call's input shape differs from the previous call's (microsoft/onnxruntime#23006), which on an NVIDIA
@@ -30,6 +35,14 @@ size all the time. So each power-of-two batch size gets a session of its own tha
 shape, and a batch is padded up to the next power of two (at most twice the frames; on that GPU a batch
 of 8 costs 1.6 times a batch of 4, docs/performance.md). `warm_up` builds the plans of batches up to
 `WARM_BATCH`.
+
+On CUDA, a UNet with a dynamic batch axis also gets page-locked host buffers per bucket, bound to its
+sessions with I/O binding (engines/staging.py): the frames' inputs are written straight into them and
+the copies to and from the GPU skip the driver's staging copy. Should binding fail on a machine (it is
+tried once at load), the engine logs why and copies from ordinary memory instead.
+
+Per-frame work (the crop and model input, the face region) goes through the `map_frames` the
+renderer gives, so the server spreads a batch's frames over its threads.
 """
 
 from __future__ import annotations
@@ -58,8 +71,10 @@ from lipsync_server.ave import (
     package_features,
     window_audio,
 )
-from lipsync_server.engines.base import FrameJob
+from lipsync_server.engines.base import FrameJob, FrameMap, serial_map
+from lipsync_server.engines.staging import PAGE_LOCKED, Allocate, BoundStaging, HostStaging, Staging
 from lipsync_server.errors import InvalidArgumentError, PackageError
+from lipsync_server.half_precision import half_precision_path
 from lipsync_server.mel import MIN_SAMPLES, N_MELS, SAMPLE_RATE, VIDEO_FPS, WINDOW_FRAMES, pcm16_to_float
 from lipsync_server.packages.model import ModelPackage
 from lipsync_server.packages.synctalk import AUDIO_ENCODER
@@ -69,6 +84,7 @@ logger = logging.getLogger(__name__)
 UNET_ROLE = "unet"
 ENCODER_ROLE = "audio_encoder"
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16")
 CROP_SIDE = 328
 ROI_SIDE = 320
 ROI_OFFSET = 4
@@ -163,10 +179,11 @@ class ShapeStableSession:
         bucket = self.bucket(batch)
         if bucket != batch:
             feeds = {name: _padded(array, bucket) for name, array in feeds.items()}
-        outputs = self._session(bucket).run(names, feeds)
+        outputs = self.session_for(bucket).run(names, feeds)
         return [output[:batch] for output in outputs]
 
-    def _session(self, bucket: int) -> Any:
+    def session_for(self, bucket: int) -> Any:
+        """The session of batch size `bucket` (a power of two), opened on first use."""
         # The lock keeps two threads from opening a session for the same bucket; opening one is rare (once
         # per bucket), so holding it meanwhile costs nothing in steady state.
         with self._lock:
@@ -248,6 +265,20 @@ class UnetModel:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _audio_tensor(package: ModelPackage, job: FrameJob) -> NDArray[np.float32]:
+    """The audio tensor [32, 16, 16] of `job`: its own features, else the package's for its frame."""
+    if job.features is not None:
+        if job.features.shape != AUDIO_SHAPE:
+            raise InvalidArgumentError(
+                f"unet328 features must be an audio tensor {list(AUDIO_SHAPE)}, "
+                f"got shape {list(job.features.shape)}"
+            )
+        return job.features
+    if package.audio_features is not None:
+        return frame_audio(package.audio_features, job.frame_id)
+    raise InvalidArgumentError(f"model {package.name!r} has no audio features; send audio")
+
+
 def _find_input(inputs: dict[str, list[Any]], channels: int, names: Sequence[str]) -> str | None:
     """The input with `channels` channels, else the one with one of the reference's `names`."""
     for name, shape in inputs.items():
@@ -282,12 +313,40 @@ def face_region(
     return np.asarray(region, dtype=np.uint8)
 
 
+def staging_for(unet: UnetModel, allocate: Allocate) -> Staging:
+    """Bound host buffers from `allocate` for a UNet whose sessions are per bucket (CUDA, dynamic
+    batch axis: a ShapeStableSession), plain numpy arrays for any other."""
+    session = unet.session
+    if not isinstance(session, ShapeStableSession):
+        return HostStaging(unet.run)
+    names = (unet.image_input, unet.audio_input, unet.output)
+    return BoundStaging(session.session_for, ShapeStableSession.bucket, names, allocate)
+
+
+def checked_staging(unet: UnetModel, allocate: Allocate, path: Path) -> Staging:
+    """`staging_for(unet, allocate)` once a batch of one has run through it; HostStaging, with the
+    reason logged, when bound buffers cannot be had or bound here."""
+    staging = staging_for(unet, allocate)
+    if isinstance(staging, HostStaging):
+        return staging
+    try:
+        with staging.batch(1) as batch:
+            batch.images[:] = 0.0
+            batch.audio[:] = 0.0
+            batch.run()
+    except Exception as exc:
+        logger.warning("%s: page-locked I/O binding failed (%s); copying from pageable memory", path, exc)
+        return HostStaging(unet.run)
+    return staging
+
+
 @dataclass(frozen=True)
 class _Runtime:
     """The sessions of one prepared package."""
 
     unet: UnetModel
     encoder: AudioEncoder | None
+    staging: Staging
     # The encoder's session (a ShapeStableSession on CUDA), for warm_up.
     encoder_session: Any = None
 
@@ -299,11 +358,24 @@ class Unet328Engine:
     # A batch is one model call, so frames of concurrent requests are worth a short wait (batching.py).
     batches_frames = True
 
-    def __init__(self, device: str = "auto", *, open_model: OpenModel = open_session) -> None:
+    def __init__(
+        self,
+        device: str = "auto",
+        *,
+        precision: str = "auto",
+        open_model: OpenModel = open_session,
+        providers: Callable[[str], list[str]] = providers_for,
+        host_buffers: Allocate = PAGE_LOCKED,
+    ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self._device = device
+        self._precision = precision
         self._open = open_model
+        self._providers = providers
+        self._host_buffers = host_buffers
         self._lock = threading.Lock()
         # Sessions of prepared packages; weak so an unloaded package frees them.
         self._runtimes: weakref.WeakKeyDictionary[ModelPackage, _Runtime] = weakref.WeakKeyDictionary()
@@ -383,34 +455,31 @@ class Unet328Engine:
         float samples, `mel.pcm16_to_float` of the PCM16 chunks."""
         return AveStream(self._encoder(package))
 
-    def infer(self, package: ModelPackage, jobs: Sequence[FrameJob]) -> list[NDArray[np.uint8]]:
-        """The lip-synced face region of each job's frame, box-sized, from one batch of the UNet."""
+    def infer(
+        self, package: ModelPackage, jobs: Sequence[FrameJob], map_frames: FrameMap = serial_map
+    ) -> list[NDArray[np.uint8]]:
+        """The lip-synced face region of each job's frame, box-sized, from one batch of the UNet; each
+        frame's input and face region through `map_frames`."""
         runtime = self._runtime(package)
-        own = package.audio_features
-        images = np.empty((len(jobs), IMAGE_CHANNELS, ROI_SIDE, ROI_SIDE), dtype=np.float32)
-        audio = np.empty((len(jobs), *AUDIO_SHAPE), dtype=np.float32)
-        crops = []
-        for index, job in enumerate(jobs):
-            crop = face_crop(package.frames.frame(job.frame_id), package.boxes[job.frame_id])
-            fill_model_input(crop, images[index])
-            crops.append(crop)
-            if job.features is not None:
-                if job.features.shape != AUDIO_SHAPE:
-                    raise InvalidArgumentError(
-                        f"unet328 features must be an audio tensor {list(AUDIO_SHAPE)}, "
-                        f"got shape {list(job.features.shape)}"
-                    )
-                audio[index] = job.features
-            elif own is not None:
-                audio[index] = frame_audio(own, job.frame_id)
-            else:
-                raise InvalidArgumentError(f"model {package.name!r} has no audio features; send audio")
-        predictions = runtime.unet.run(images, audio)
-        regions = []
-        for job, crop, prediction in zip(jobs, crops, predictions, strict=True):
-            x1, y1, x2, y2 = (int(v) for v in package.boxes[job.frame_id])
-            regions.append(face_region(crop, prediction, x2 - x1, y2 - y1))
-        return regions
+        with runtime.staging.batch(len(jobs)) as batch:
+
+            def assemble(item: tuple[int, FrameJob]) -> NDArray[np.uint8]:
+                index, job = item
+                crop = face_crop(package.frames.frame(job.frame_id), package.boxes[job.frame_id])
+                fill_model_input(crop, batch.images[index])
+                batch.audio[index] = _audio_tensor(package, job)
+                return crop
+
+            crops = map_frames(assemble, list(enumerate(jobs)))
+            predictions = batch.run()
+
+            def compose(item: tuple[FrameJob, NDArray[np.uint8], NDArray[np.float32]]) -> NDArray[np.uint8]:
+                job, crop, prediction = item
+                x1, y1, x2, y2 = (int(v) for v in package.boxes[job.frame_id])
+                return face_region(crop, prediction, x2 - x1, y2 - y1)
+
+            # Inside the batch: the predictions may be views of its buffers.
+            return map_frames(compose, list(zip(jobs, crops, predictions, strict=True)))
 
     def _load(self, package: ModelPackage) -> _Runtime:
         unet_path = package.model_files.get(UNET_ROLE)
@@ -421,25 +490,42 @@ class Unet328Engine:
                 "(checkpoint/model_best.onnx in a SyncTalk_2D package)",
             )
         try:
-            providers = providers_for(self._device)
+            providers = self._providers(self._device)
         except ValueError as exc:
             raise PackageError(unet_path, str(exc)) from exc
+        unet_path = self._model_file(unet_path, providers)
         unet = UnetModel.of(self._open_stable(unet_path, providers), unet_path)
         encoder = encoder_session = None
         encoder_path = self._encoder_path(package)
         if encoder_path is not None:
+            encoder_path = self._model_file(encoder_path, providers)
             try:
                 encoder_session = self._open_stable(encoder_path, providers)
                 encoder = AudioEncoder(encoder_session, encoder_path)
             except ValueError as exc:
                 raise PackageError(encoder_path, str(exc)) from exc
+        staging = checked_staging(unet, self._host_buffers, unet_path)
         logger.info(
-            "%s: UNet-328 on %s%s",
+            "%s: UNet-328 %s on %s%s",
             package.name,
+            unet_path.name,
             unet.session.get_providers()[0],
-            "" if encoder is None else ", with an AVE audio encoder",
+            "" if encoder is None or encoder_path is None else f", AVE audio encoder {encoder_path.name}",
         )
-        return _Runtime(unet, encoder, encoder_session)
+        return _Runtime(unet, encoder, staging, encoder_session)
+
+    def _model_file(self, path: Path, providers: Sequence[str]) -> Path:
+        """The file of model `path` to run under `--precision` (see the module docstring)."""
+        if self._precision == "fp32":
+            return path
+        half = half_precision_path(path)
+        if self._precision == "fp16":
+            if not half.is_file():
+                raise PackageError(
+                    half, f"is missing: --precision fp16 runs it (lipsync-server convert {path.name} --fp16)"
+                )
+            return half
+        return half if providers[0] == _CUDA and half.is_file() else path
 
     def _open_stable(self, path: Path, providers: Sequence[str]) -> Any:
         return shape_stable(self._open(path, providers), lambda: self._open(path, providers))
