@@ -145,7 +145,7 @@ async def test_a_cancelled_caller_is_withdrawn_before_its_frame_renders(executor
     micro = batcher(executor, render, max_batch=8, wait_s=0.3)
     ready = model()
     waiting = asyncio.create_task(frame(micro, ready, 1))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: the frame is queued, waiting 0.3 s for company
     waiting.cancel()
     assert await frame(micro, ready, 2) == 2
     assert render.batches == [[2]]
