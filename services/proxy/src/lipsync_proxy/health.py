@@ -165,13 +165,13 @@ class BackendMonitor:
         known = set(self.statuses)
         if names == known:
             return
+        # The list and the statuses change together, before any await: /health may read them between.
+        self.backends = list(found)
         for name in known - names:
             logger.info("backend %s is gone", name)
             del self.statuses[name]
             with contextlib.suppress(KeyError):  # a backend never seen SERVING or not has no sample
                 self._metrics.backend_serving.remove(name)
-            await self._unwatch(name)
-        self.backends = list(found)
         for backend in found:
             if backend.name not in known:
                 logger.info("backend %s found", backend.name)
@@ -180,6 +180,8 @@ class BackendMonitor:
         if not self.serving:
             self.loaded_models = 0
         self._on_change()
+        for name in known - names:
+            await self._unwatch(name)
 
     def _set(self, backend: Backend, status: str) -> None:
         previous = self.statuses.get(backend.name)
