@@ -12,20 +12,26 @@ KUBE_VERSION := 1.30.0
 BASE_IMAGE ?=
 # 1: the smoke test fails when no complete proxy → server trace reaches the OTLP sink.
 SMOKE_REQUIRE_TRACE ?= 1
+# lipsync-server replicas of `make up`, and of the replica check.
+SERVER_REPLICAS ?= 1
+REPLICAS ?= 3
 
-.PHONY: images up down smoke helm-lint k8s-validate k8s-manifests deploy-lint
+.PHONY: images up down smoke replicas helm-lint k8s-validate k8s-manifests deploy-lint
 
 images: ## Build the lipsync-server, proxy and nginx images from this working tree
 	$(STACK) build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) model-init proxy cert-init
 
-up: ## Start the compose stack: https://localhost:8443, Jaeger at http://localhost:16686
-	$(STACK) up -d --build
+up: ## Start the compose stack (SERVER_REPLICAS=3: three servers): https://localhost:8443, Jaeger :16686
+	$(STACK) up -d --build --scale lipsync-server=$(SERVER_REPLICAS)
 
 down: ## Stop the compose stack and remove its containers, network and volumes
 	$(STACK) down --volumes --remove-orphans
 
 smoke: $(BIN)/activate ## CI smoke test: build, start, frames through nginx over wss, summary, tear down
 	$(BIN)/python deploy/smoke/smoke.py $(if $(filter 1,$(SMOKE_REQUIRE_TRACE)),--require-trace)
+
+replicas: $(BIN)/activate ## Replica check: REPLICAS servers behind one name, one stopped under load, figures
+	$(BIN)/python deploy/smoke/replicas.py --replicas $(REPLICAS)
 
 helm-lint: ## helm lint --strict with the default values and with every toggle flipped
 	$(HELM) lint --strict $(CHART)

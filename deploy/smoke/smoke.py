@@ -197,7 +197,8 @@ def free_port() -> int:
 class Stack:
     """The compose project under test, published on free ports of 127.0.0.1 only."""
 
-    def __init__(self) -> None:
+    def __init__(self, project: str = PROJECT) -> None:
+        self.project = project
         self.https_port = free_port()
         self.sink_port = free_port()
         # The environment of every compose command: the image tag and the host address and ports.
@@ -220,7 +221,7 @@ class Stack:
     def command(self, *args: str) -> list[str]:
         """A compose command line for this project and the stack's two compose files."""
         files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
-        return [*self.compose, "-p", PROJECT, *files, *args]
+        return [*self.compose, "-p", self.project, *files, *args]
 
     def parallel_build_flag(self) -> list[str]:
         """docker-compose 1.29 builds one image at a time unless told; compose v2 builds in parallel."""

@@ -76,6 +76,12 @@ def smoke() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def replicas(smoke: ModuleType) -> ModuleType:
+    """deploy/smoke/replicas.py as a module (it imports smoke, which the `smoke` fixture registered)."""
+    return load_script("deploy/smoke/replicas.py")
+
+
+@pytest.fixture(scope="session")
 def render_k8s() -> ModuleType:
     """deploy/scripts/render_k8s.py as a module."""
     return load_script("deploy/scripts/render_k8s.py")

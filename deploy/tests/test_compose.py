@@ -142,6 +142,27 @@ def test_the_ci_override_swaps_jaeger_for_the_otlp_sink_and_builds_on_the_host_n
 ) -> None:
     services = resolve(compose, STACK, CI_OVERRIDE)["services"]
     assert services["jaeger"]["image"].startswith("lipsync/otlp-sink:")
+    assert services["jaeger"]["command"] == ["--otlp-port", "4317", "--http-port", "16686"]
     assert services["jaeger"]["build"]["dockerfile"] == "deploy/otlp-sink/Dockerfile"
     for name, service in services.items():
         assert service["build"]["network"] == "host", name
+
+
+def test_the_server_scales_no_fixed_name_or_host_port_and_the_proxy_follows_its_name(stack: Config) -> None:
+    server = stack["lipsync-server"]
+    assert "container_name" not in server
+    assert not server.get("ports")
+    assert stack["proxy"]["environment"]["GRPC_ADDR"] == "dns:///lipsync-server:50051"
+
+
+def test_jaeger_is_v2_with_the_charts_config_and_a_healthcheck_its_image_can_run(stack: Config) -> None:
+    jaeger = stack["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/jaeger:2.")
+    assert jaeger["command"] == ["--config", "/etc/jaeger/config.yaml"]
+    source, target, read_only = volume(jaeger["volumes"][0])
+    assert Path(source) == REPO / "deploy" / "helm" / "lipsync" / "files" / "jaeger.yaml"
+    assert (target, read_only) == ("/etc/jaeger/config.yaml", True)
+    # The image is Alpine plus the Jaeger binary: BusyBox wget, no curl or Python; healthcheckv2 on 13133.
+    assert jaeger["healthcheck"]["test"] == ["CMD", "wget", "-q", "--spider", "http://127.0.0.1:13133/status"]
+    assert "endpoint: 0.0.0.0:13133" in Path(source).read_text()
+    assert {published(entry)[1] for entry in jaeger["ports"]} == {"16686", "4317", "4318"}

@@ -138,6 +138,7 @@ def test_the_default_render_has_every_workload_of_the_design(helm: str) -> None:
         assert ("ServiceAccount", f"lipsync-{component}") in present
     assert ("Service", "lipsync-server-headless") in present
     assert ("ConfigMap", "lipsync-nginx") in present
+    assert ("ConfigMap", "lipsync-jaeger") in present
     for component in ("server", "proxy"):
         assert ("HorizontalPodAutoscaler", f"lipsync-{component}") in present
         assert ("PodDisruptionBudget", f"lipsync-{component}") in present
@@ -276,6 +277,27 @@ def test_images_default_to_the_chart_app_version(helm: str) -> None:
 def test_the_nginx_configmap_is_the_projects_nginx_conf(helm: str) -> None:
     config = find(render(helm), "ConfigMap", "lipsync-nginx")["data"]["nginx.conf"]
     assert config == (CHART / "files" / "nginx.conf").read_text()
+
+
+def test_jaeger_is_v2_with_the_projects_config_and_probed_on_its_health_extension(helm: str) -> None:
+    objects = render(helm, ("jaeger.maxTraces=500",))
+    pod = find(objects, "Deployment", "lipsync-jaeger")["spec"]["template"]["spec"]
+    jaeger = pod["containers"][0]
+    assert jaeger["image"].startswith("jaegertracing/jaeger:2.")
+    assert jaeger["args"] == ["--config", "/etc/jaeger/config.yaml"]
+    assert env_of(jaeger)["JAEGER_MAX_TRACES"] == "500"
+    config = find(objects, "ConfigMap", "lipsync-jaeger")["data"]["config.yaml"]
+    assert config == (CHART / "files" / "jaeger.yaml").read_text()
+    assert "max_traces: ${env:JAEGER_MAX_TRACES:-10000}" in config
+    mounts = {m["name"]: m["mountPath"] for m in jaeger["volumeMounts"]}
+    assert mounts["config"] == "/etc/jaeger"
+    assert {"name": "config", "configMap": {"name": "lipsync-jaeger"}} in pod["volumes"]
+    # The healthcheckv2 extension's HTTP endpoint of files/jaeger.yaml; httpGet needs nothing in the image.
+    health = {p["name"]: p["containerPort"] for p in jaeger["ports"]}["health"]
+    assert "endpoint: 0.0.0.0:13133" in config
+    assert health == 13133
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert jaeger[probe]["httpGet"] == {"path": "/status", "port": "health"}
 
 
 def test_another_release_points_nginx_at_its_own_services(helm: str) -> None:

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
 from lipsync_common.waiting import TIME_UNIT, eventually
+from lipsync_proxy import health
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.protocol import v2
@@ -135,6 +136,47 @@ async def test_names_in_a_backend_list_are_resolved_once_at_start() -> None:
     finally:
         await app.shutdown()
         await double.server.stop(None)
+
+
+async def test_health_lists_each_address_a_backend_name_resolves_to_and_follows_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health, "RESOLVE_INTERVAL_S", 0.05)
+    first = await start_double(0, DoubleConfig(payload_size=1000))
+    second = await start_double(first.port, DoubleConfig(payload_size=1000), host="127.0.0.2")
+    names = {"replicas": ["127.0.0.1", "127.0.0.2"]}
+
+    async def resolve(host: str) -> list[str]:
+        if host not in names:
+            raise OSError(f"{host}: no such name")
+        return names[host]
+
+    settings = Settings(
+        ws_port=0, host="127.0.0.1", static_dir=None, grpc_addr=f"dns:///replicas:{first.port}"
+    )
+    app = await create_app(settings, Dependencies(resolve=resolve))
+
+    def statuses() -> dict[str, str]:
+        return {backend["name"]: backend["status"] for backend in app.monitor.snapshot()}
+
+    both = {f"replicas:{first.port} (127.0.0.1)": "SERVING", f"replicas:{first.port} (127.0.0.2)": "SERVING"}
+    try:
+        await eventually(lambda: statuses() == both, "both replicas SERVING", within_s=5.0)
+        assert app.monitor.snapshot()[1]["target"] == f"ipv4:127.0.0.2:{first.port}"
+
+        # A lookup that fails keeps the backends; an address the name no longer gives is forgotten.
+        del names["replicas"]
+        await asyncio.sleep(0.2)
+        assert statuses() == both
+        names["replicas"] = ["127.0.0.1"]
+        only_first = {f"replicas:{first.port} (127.0.0.1)": "SERVING"}
+        await eventually(lambda: statuses() == only_first, "the second replica gone", within_s=5.0)
+        names["replicas"] = ["127.0.0.1", "127.0.0.2"]
+        await eventually(lambda: statuses() == both, "the second replica back", within_s=5.0)
+    finally:
+        await app.shutdown()
+        await first.server.stop(None)
+        await second.server.stop(None)
 
 
 async def test_a_port_in_use_is_a_startup_error() -> None:

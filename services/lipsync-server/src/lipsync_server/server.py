@@ -40,6 +40,10 @@ HEALTH_SERVICES = ("", LIPSYNC_SERVICE, SEED_SERVICE)
 # How long the server keeps taking calls after it turns NOT_SERVING, so that the balancers watching
 # its health (the proxy's round_robin with client-side health checking) move their calls elsewhere.
 SHUTDOWN_NOTICE_S = 1.0
+# A client connection is told to go away (GOAWAY; its calls and streams under way finish) after this
+# long. gRPC's DNS resolver looks a name up again only when a connection ends, so without it a client
+# balancing over a headless Service or a compose service never learns of replicas that start later.
+MAX_CONNECTION_AGE_S = 20
 
 
 class StartupError(RuntimeError):
@@ -190,6 +194,7 @@ def create_server(settings: Settings, deps: Deps | None = None) -> LipsyncServer
             ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
         ],
     )
     address = f"{settings.host}:{settings.port}"

@@ -17,16 +17,16 @@ from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
-from lipsync_proxy.backend_connections import BackendConnections, sources_of
+from lipsync_proxy.backend_connections import Address, BackendConnections, sources_of
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
-from lipsync_proxy.health import BackendMonitor
+from lipsync_proxy.health import BackendMonitor, FindBackends
 from lipsync_proxy.http_routes import HttpRoutes
 from lipsync_proxy.memory import malloc_trim, trim_when_idle
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
 from lipsync_proxy.state import ProxyState
-from lipsync_proxy.targets import TargetError, backends, channel_target, parse_grpc_addr
+from lipsync_proxy.targets import Backend, GrpcAddr, TargetError, backends, channel_target, parse_grpc_addr
 from lipsync_proxy.tracing_interceptor import client_interceptors
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,27 @@ async def resolve_host(host: str) -> list[str]:
         raise StartupError(f"cannot resolve backend host {host!r}: {exc}") from None
     addresses = dict.fromkeys(str(info[4][0]) for info in sorted(infos, key=lambda i: i[0] != socket.AF_INET))
     return list(addresses)
+
+
+def named_backends(addr: GrpcAddr, resolved: dict[str, list[str]], resolve: Resolver) -> FindBackends | None:
+    """For a `GRPC_ADDR` that names hosts (a `dns:` target, a single host:port), the backends it stands
+    for now, one per address, resolved anew on every call; None when the backends are fixed."""
+    sources = sources_of(addr, resolved)
+    if all(source.fixed is not None for source in sources):
+        return None
+
+    async def find() -> list[Backend]:
+        found = []
+        for source in sources:
+            if source.fixed is not None:
+                found.append(Backend(source.fixed.authority, source.fixed.target))
+                continue
+            for ip in await resolve(source.host):
+                address = Address(ip, source.port)
+                found.append(Backend(f"{source.host}:{source.port} ({ip})", address.target))
+        return sorted(found, key=lambda backend: backend.name)
+
+    return find
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         lambda: backend.list_models(probe=True),
         metrics,
         on_change=backend.rebalance,
+        find=named_backends(addr, resolved, deps.resolve),
     )
     tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
     state = ProxyState(settings, backend, metrics, tracer)

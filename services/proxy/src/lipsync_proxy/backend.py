@@ -42,6 +42,9 @@ MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
 # gRPC's default reconnect backoff grows to 120 s; a backend that restarts should be used again within
 # about two seconds, and a connection attempt to a dead address every two seconds costs nothing.
 RECONNECT_BACKOFF_MS = (200, 2000)
+# gRPC looks a `dns:` name up again when a connection ends (a backend gone, or one ageing out its
+# connections), at most this often (default 30 s): a replica that starts is then used within seconds.
+DNS_MIN_INTERVAL_MS = 2000
 
 
 def service_config() -> str:
@@ -74,6 +77,7 @@ def channel_options(balanced: bool) -> list[tuple[str, Any]]:
         ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
         ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
         ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+        ("grpc.dns_min_time_between_resolutions_ms", DNS_MIN_INTERVAL_MS),
         ("grpc.primary_user_agent", USER_AGENT),
     ]
     if balanced:

@@ -2,8 +2,11 @@
 
 Each backend's grpc.health.v1 status of `lipsync.v1.LipSync` is *watched* (a `Watch` stream per
 backend, on a channel of its own so that an unhealthy backend can still be asked), never inferred from
-the last call. The number of loaded models comes from `ListModels`, asked again whenever a backend
-turns SERVING and every `MODEL_REFRESH_S` while one is.
+the last call. Where `GRPC_ADDR` names hosts (a `dns:` target such as a Kubernetes headless Service, a
+single host:port such as a compose service's replicas), each address the names resolve to is a backend
+of its own, and the names are resolved again every `RESOLVE_INTERVAL_S`, as gRPC's balancer follows
+them: /health lists every replica. The number of loaded models comes from `ListModels`, asked again
+whenever a backend turns SERVING and every `MODEL_REFRESH_S` while one is.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy.backend import channel_options
-from lipsync_proxy.errors import BackendError
+from lipsync_proxy.errors import BackendError, StartupError
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.targets import Backend
 from lipsync_proxy.wire import SERVICE_NAME
@@ -30,12 +33,18 @@ SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"
 UNKNOWN = "UNKNOWN"
 MODEL_REFRESH_S = 15.0
+#: Names are resolved again this often (as the frame connections' pool does).
+RESOLVE_INTERVAL_S = 5.0
 # A Watch stream is renewed this often so that it too has a deadline.
 WATCH_DEADLINE_S = 300.0
 # Pause before watching again after a failed Watch; the channel's reconnect backoff does the rest.
 REWATCH_DELAY_S = 0.2
 # A backend without grpc.health.v1 is asked again this rarely.
 UNIMPLEMENTED_DELAY_S = 30.0
+
+#: The backends a name stands for now, one per address; raises StartupError or OSError when the name
+#: cannot be resolved.
+FindBackends = Callable[[], Awaitable[list[Backend]]]
 
 
 async def watch_health(channel: grpc.aio.Channel, name: str, report: Callable[[str], None]) -> None:
@@ -73,16 +82,21 @@ class BackendMonitor:
         list_models: Callable[[], Awaitable[list[lipsync_pb2.ModelInfo]]],
         metrics: Metrics,
         on_change: Callable[[], None] = lambda: None,
+        find: FindBackends | None = None,
     ) -> None:
-        """`on_change` is called whenever a backend's status changes."""
-        self.backends = list(backends)
+        """`on_change` is called whenever a backend's status changes or a backend comes or goes.
+        With `find`, the backends are what it answers, asked every `RESOLVE_INTERVAL_S`, and
+        `backends` is ignored."""
+        self.backends = [] if find is not None else list(backends)
         self.statuses = {backend.name: UNKNOWN for backend in self.backends}
         self.loaded_models = 0
         self.started_at = time.monotonic()
         self._list_models = list_models
         self._metrics = metrics
         self._on_change = on_change
-        self._channels: list[grpc.aio.Channel] = []
+        self._find = find
+        #: Each watched backend's channel and watching task, by name.
+        self._watches: dict[str, tuple[grpc.aio.Channel, asyncio.Task[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
 
@@ -102,12 +116,11 @@ class BackendMonitor:
 
     def start(self) -> None:
         """Start watching (call from within the event loop)."""
-        for backend in self.backends:
-            channel = grpc.aio.insecure_channel(backend.target, options=channel_options(balanced=False))
-            self._channels.append(channel)
-            self._tasks.append(
-                asyncio.create_task(self._watch(backend, channel), name=f"watch {backend.name}")
-            )
+        if self._find is None:
+            for backend in self.backends:
+                self._watch(backend)
+        else:
+            self._tasks.append(asyncio.create_task(self._follow(self._find), name="follow backends"))
         self._tasks.append(asyncio.create_task(self._refresh_models(), name="refresh models"))
 
     async def close(self) -> None:
@@ -117,12 +130,62 @@ class BackendMonitor:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for channel in self._channels:
-            await channel.close()
+        for name in list(self._watches):
+            await self._unwatch(name)
+
+    def _watch(self, backend: Backend) -> None:
+        channel = grpc.aio.insecure_channel(backend.target, options=channel_options(balanced=False))
+        task = asyncio.create_task(
+            watch_health(channel, backend.name, lambda status: self._set(backend, status)),
+            name=f"watch {backend.name}",
+        )
+        self._watches[backend.name] = (channel, task)
+
+    async def _unwatch(self, name: str) -> None:
+        channel, task = self._watches.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await channel.close()
+
+    async def _follow(self, find: FindBackends) -> None:
+        while True:
+            try:
+                found = await find()
+            except (StartupError, OSError) as exc:
+                # A failed lookup keeps the backends found before.
+                logger.debug("cannot resolve the backends: %s", exc)
+            else:
+                await self._replace(found)
+            await asyncio.sleep(RESOLVE_INTERVAL_S)
+
+    async def _replace(self, found: Sequence[Backend]) -> None:
+        """Watch exactly `found`: a backend no longer there is forgotten, a new one starts UNKNOWN."""
+        names = {backend.name for backend in found}
+        known = set(self.statuses)
+        if names == known:
+            return
+        # The list and the statuses change together, before any await: /health may read them between.
+        self.backends = list(found)
+        for name in known - names:
+            logger.info("backend %s is gone", name)
+            del self.statuses[name]
+            with contextlib.suppress(KeyError):  # a backend never seen SERVING or not has no sample
+                self._metrics.backend_serving.remove(name)
+        for backend in found:
+            if backend.name not in known:
+                logger.info("backend %s found", backend.name)
+                self.statuses[backend.name] = UNKNOWN
+                self._watch(backend)
+        if not self.serving:
+            self.loaded_models = 0
+        self._on_change()
+        for name in known - names:
+            await self._unwatch(name)
 
     def _set(self, backend: Backend, status: str) -> None:
-        previous = self.statuses[backend.name]
-        if status == previous:
+        previous = self.statuses.get(backend.name)
+        if previous is None or status == previous:
             return
         self.statuses[backend.name] = status
         self._metrics.backend_serving.labels(backend.name).set(1 if status == SERVING else 0)
@@ -134,9 +197,6 @@ class BackendMonitor:
         elif not self.serving:
             # No backend to serve them: no model is loaded as far as the proxy's clients can tell.
             self.loaded_models = 0
-
-    async def _watch(self, backend: Backend, channel: grpc.aio.Channel) -> None:
-        await watch_health(channel, backend.name, lambda status: self._set(backend, status))
 
     async def _refresh_models(self) -> None:
         while True:
