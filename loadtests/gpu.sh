@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md in one command (`make bench-gpu`), on a machine with an NVIDIA
 # GPU, onnxruntime-gpu in the virtualenv and, unless UNET and AUDIO_ENCODER name ONNX models, PyTorch
-# (`make venv-convert`) to export default-initialised ones. Writes JSON into $OUT (default artifacts/gpu):
+# (which `make venv` installs) to export default-initialised ones. Writes JSON into $OUT (default artifacts/gpu):
 #
 #   gpu.csv                    the GPU, its memory and driver (nvidia-smi)
 #   engine.json                UNet-328 alone by batch size, float32 and float16 (`fp16`), with and

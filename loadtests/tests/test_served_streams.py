@@ -72,7 +72,7 @@ def test_a_real_server_holds_demo_streams_and_reports_its_busy_cores(tmp_path: P
 
 
 def test_the_stand_in_models_answer_like_unet328_and_the_encoder_at_no_cost(tmp_path: Path) -> None:
-    pytest.importorskip("onnx", reason="needs the convert extra (onnx): make venv-convert")
+    pytest.importorskip("onnx", reason="needs onnx: make venv installs it")
     from lipsync_server.ave import AudioEncoder
     from lipsync_server.engines.unet328 import UnetModel, open_session
 
