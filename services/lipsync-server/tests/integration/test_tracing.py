@@ -158,7 +158,12 @@ def test_a_stream_traces_every_frame_under_its_one_server_span(servers: Servers,
         requests = iter([pb.InferRequest(model_name=MODEL, frame_id=i) for i in (1, 3, 4)])
         replies = list(lipsync.StreamInfer(requests, metadata=metadata, timeout=10 * TIME_UNIT))
     assert [reply.frame_id for reply in replies] == [1, 3, 4]
-    spans = sink.wait_for_spans(lambda spans: stage_count(spans) >= 12, 20 * TIME_UNIT, trace_id=trace_id)
+    # The stream's server span ends after its frames' stage spans: wait for all of them.
+    spans = sink.wait_for_spans(
+        lambda spans: stage_count(spans) >= 12 and any(s.kind == SERVER_KIND for s in spans),
+        20 * TIME_UNIT,
+        trace_id=trace_id,
+    )
     (server_span,) = [s for s in spans if s.kind == SERVER_KIND]
     assert server_span.name == "/lipsync.v1.LipSync/StreamInfer"
     assert server_span.parent_span_id == parent_id
