@@ -169,14 +169,15 @@ async def test_pipelined_frames_of_a_client_that_disconnects_leave_no_call_and_n
             v1_request("demo", 3),
         ):
             await ws.send(message)
-        await eventually(lambda: frames_at_backend(double, "calls", started + 4), "the frames at the backend")
+        # Disconnect while frame 299 runs: as soon as the backend has it.
+        await eventually(lambda: frames_at_backend(double, "calls", started + 1), "frame 299 at the backend")
 
     async def settled() -> bool:
         stats = await double_stats(double.address)
         metrics = (await asyncio.to_thread(http_get, proxy.port, "/metrics")).body.decode()
         cancelled = stats["cancelled"].get("frame", 0) - before
         inflight = "lipsync_proxy_inflight_requests 0.0" in metrics
-        return (cancelled, stats["active"].get("frame", 0), inflight) == (1, 0, True)
+        return cancelled >= 1 and stats["active"].get("frame", 0) == 0 and inflight
 
     await eventually(settled, "the slow call cancelled and no request in flight")
     async with connect(proxy.ws_url) as ws:
