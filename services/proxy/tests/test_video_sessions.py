@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,47 @@ async def test_a_speak_session_with_video_sends_chunks_of_the_audio_it_was_sent(
     assert sequences[-1] == 12, "0.5 s of audio is 12.5 frames: 13, the last one padded"
     assert chunks[-1].end_of_utterance
     assert messages[-1] == v2.SessionEnd(9, "OK", "")
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    # The first request of a model encodes its base video on the server: seconds, on a loaded machine.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120 * TIME_UNIT)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        reply = connection.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        connection.close()
+
+
+def test_the_base_video_url_redirects_to_its_version_which_is_cacheable_for_good(
+    real_proxy: ProxyProcess,
+) -> None:
+    status, headers, _ = get(real_proxy.port, "/models/demo/base-video?codec=h264")
+    assert status == 307
+    assert headers["cache-control"] == "no-cache"
+    location = headers["location"]
+    assert location.startswith("/models/demo/base-video?codec=h264&v=")
+
+    status, headers, body = get(real_proxy.port, location)
+
+    assert status == 200
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["etag"] == f'"{location.rsplit("=", 1)[1]}"'
+    assert body[:4] == b"LSBV"
+    assert get(real_proxy.port, location, {"If-None-Match": headers["etag"]})[0] == 304
+    assert get(real_proxy.port, location.replace("v=", "v=0"))[2] == b""
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/models/demo/base-video?codec=mjpeg", 400),
+        ("/models/demo/base-video", 400),
+        ("/models/nobody/base-video?codec=h264", 404),
+    ],
+)
+def test_a_bad_base_video_request_gets_a_clear_status(
+    real_proxy: ProxyProcess, path: str, status: int
+) -> None:
+    assert get(real_proxy.port, path)[0] == status

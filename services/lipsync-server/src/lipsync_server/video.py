@@ -172,8 +172,19 @@ class VideoEncoder:
     """One session's encoder: BGR frames of one size in, one chunk per frame out, at once."""
 
     def __init__(
-        self, codec: VideoCodec, width: int, height: int, fps: float, quality: str | None = None
+        self,
+        codec: VideoCodec,
+        width: int,
+        height: int,
+        fps: float,
+        quality: str | None = None,
+        *,
+        key_frame_interval_s: float = KEY_FRAME_INTERVAL_S,
+        max_bitrate: int | None = None,
+        threads: int = 1,
     ) -> None:
+        """`quality` replaces the codec's constant-quality default; `max_bitrate` (bits/s) caps the
+        rate; `threads` 0 lets the encoder use every core (a session's encoder uses one)."""
         spec = CODECS[codec]
         self.spec = spec
         self.width = width
@@ -190,11 +201,16 @@ class VideoEncoder:
         context.color_range = 1  # AVCOL_RANGE_MPEG, limited
         context.time_base = Fraction(1, 1000)
         context.framerate = Fraction(fps).limit_denominator(1001)
-        context.gop_size = max(1, round(KEY_FRAME_INTERVAL_S * fps))
+        context.gop_size = max(1, round(key_frame_interval_s * fps))
         context.max_b_frames = 0
-        context.thread_count = 1
+        context.thread_count = threads
         name, default = spec.quality_option
-        context.options = {**spec.options, name: quality or default}
+        options = {**spec.options, name: quality or default}
+        if max_bitrate is not None:
+            # libvpx reads its cap from the bit rate in constant-quality mode, the others from maxrate.
+            context.bit_rate = max_bitrate
+            options.update(maxrate=str(max_bitrate), bufsize=str(2 * max_bitrate))
+        context.options = options
         context.open()
         self._frames = 0
 
@@ -213,8 +229,3 @@ class VideoEncoder:
             raise RuntimeError(f"{self.spec.encoder} returned {len(packets)} packets for one frame")
         packet = packets[0]
         return EncodedChunk(bytes(packet), bool(packet.is_keyframe))
-
-    def description(self) -> bytes:
-        """WebCodecs' decoder ``description``: empty, since every stream here carries its parameters
-        in band (H.264 as Annex B with SPS/PPS before each key frame)."""
-        return b""

@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.backend_connections import BackendConnections, sources_of
+from lipsync_proxy.base_video import BaseVideos
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor
@@ -147,7 +148,12 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
             gauge.dec()
 
     routes = HttpRoutes(
-        settings.static_dir, settings.allowed_origins, monitor, metrics, lambda: state.draining
+        settings.static_dir,
+        settings.allowed_origins,
+        monitor,
+        metrics,
+        lambda: state.draining,
+        BaseVideos(backend.channel),
     )
     try:
         server = await serve(

@@ -174,6 +174,28 @@ class GetModelAudioResponse(_message.Message):
     duration_s: float
     def __init__(self, model_name: _Optional[str] = ..., wav: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
+class GetBaseVideoRequest(_message.Message):
+    __slots__ = ("model_name", "codec", "if_none_match")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    IF_NONE_MATCH_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    codec: VideoCodec
+    if_none_match: str
+    def __init__(self, model_name: _Optional[str] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., if_none_match: _Optional[str] = ...) -> None: ...
+
+class GetBaseVideoResponse(_message.Message):
+    __slots__ = ("data", "etag", "size", "not_modified")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    etag: str
+    size: int
+    not_modified: bool
+    def __init__(self, data: _Optional[bytes] = ..., etag: _Optional[str] = ..., size: _Optional[int] = ..., not_modified: _Optional[bool] = ...) -> None: ...
+
 class InferRequest(_message.Message):
     __slots__ = ("request_id", "model_name", "frame_id", "output_mode", "audio", "jpeg_quality")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
