@@ -294,7 +294,7 @@ class SpeakSession:
         )
         try:
             if self.video is not None:
-                return await self.video.response(request, sequence, audio_time_ms, end=end)
+                return await self.video.response(request, audio_time_ms, end=end)
             (frame,) = await self.core.render(self.start_message.model_name, [request])
             response = infer_response(infer, request.output_mode, frame)
         except LipsyncError as error:

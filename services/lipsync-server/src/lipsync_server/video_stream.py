@@ -47,6 +47,8 @@ class VideoStream:
         self.size = crop_size(package.boxes, package.width, package.height, CODECS[codec].block)
         self._encoder: VideoEncoder | None = None
         self._config_due = True
+        # Chunks sent: their sequence numbers have no gaps, so a client that sees one lost a chunk.
+        self._chunks = 0
 
     @classmethod
     def negotiate(
@@ -71,20 +73,20 @@ class VideoStream:
             description=b"",
         )
 
-    async def response(
-        self, request: RenderRequest, sequence: int, audio_time_ms: float, *, end: bool
-    ) -> pb.SpeakResponse:
-        """Render, composite and encode one frame; raises the render's LipsyncError."""
+    async def response(self, request: RenderRequest, audio_time_ms: float, *, end: bool) -> pb.SpeakResponse:
+        """Render, composite and encode one frame; raises the render's LipsyncError. The response's
+        sequence numbers the chunks sent, without gaps."""
         (frame,) = await self._core.render(self._model_name, [replace(request, output_mode=OutputMode.VIDEO)])
         key_frame = self._config_due
         window, chunk, composite_ms, encode_ms = await self._core.runner.call(
             self._encode, request.frame_id, frame, audio_time_ms, key_frame
         )
         self._config_due = False
+        chunk_number, self._chunks = self._chunks, self._chunks + 1
         stages = frame.timings
         total_ms = stages.audio_features_ms + stages.inference_ms + composite_ms + encode_ms
         response = pb.SpeakResponse(
-            sequence=sequence,
+            sequence=chunk_number,
             audio_time_ms=audio_time_ms,
             end_of_utterance=end,
             video_chunk=pb.VideoChunk(

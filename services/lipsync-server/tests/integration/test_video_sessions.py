@@ -154,9 +154,9 @@ def test_a_speak_session_with_video_turns_audio_into_chunks(stub: lipsync_pb2_gr
 
     responses = list(stub.Speak(iter(messages), timeout=30 * TIME_UNIT))
 
-    sequences = [r.sequence for r in responses]
-    assert sequences == sorted(set(sequences))
-    assert sequences[-1] == 9
+    # Chunks are numbered without gaps; a frame the loaded machine dropped shows in the audio time.
+    assert [r.sequence for r in responses] == list(range(len(responses)))
+    assert responses[-1].audio_time_ms == pytest.approx(9 * 40)
     assert responses[0].video_config.codec_string == "vp8"
     assert all(r.HasField("video_chunk") for r in responses)
     context = decoder(pb.VIDEO_CODEC_VP8)
