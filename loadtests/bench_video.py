@@ -1,6 +1,7 @@
 """Benchmark of video output: bits per second, quality and encoder CPU per codec, and the base video.
 
     python -m loadtests.bench_video [--frames 200] [--output artifacts/bench_video.json]
+                                    [--doc docs/performance.md]
 
 Two face sizes, one after the other:
 
@@ -51,6 +52,8 @@ from lipsync_server.video import (
     crop_size,
     crop_window,
 )
+from loadtests import perfdoc
+from loadtests.procstat import load_average
 
 DECODERS = {VideoCodec.H264: "h264", VideoCodec.VP8: "vp8", VideoCodec.VP9: "vp9", VideoCodec.AV1: "libdav1d"}
 # Each codec's constant-quality settings, around the server's default (the middle one).
@@ -104,14 +107,18 @@ def demo_scene(package: ModelPackage, engine: SpriteEngine, count: int) -> tuple
 
 def synctalk_scene(demo: Scene, scale: float = 1.8) -> Scene:
     """The demo scaled so its face box is SyncTalk-sized, cut back to 1280×720 around the face."""
-    frames, boxes, regions = [], [], []
+    frames: list[NDArray[np.uint8]] = []
+    regions: list[NDArray[np.uint8]] = []
+    boxes = []
     for frame, box, region in zip(demo.frames, demo.boxes, demo.regions, strict=True):
         big = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         x1, y1, x2, y2 = (int(v * scale + 0.5) for v in box)
         left = min(max((x1 + x2) // 2 - 640, 0), big.shape[1] - 1280)
         top = min(max((y1 + y2) // 2 - 360, 0), big.shape[0] - 720)
-        face = cv2.resize(region, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
-        frames.append(np.ascontiguousarray(big[top : top + 720, left : left + 1280]))
+        face = np.asarray(
+            cv2.resize(region, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+        )
+        frames.append(np.ascontiguousarray(big[top : top + 720, left : left + 1280], dtype=np.uint8))
         boxes.append((x1 - left, y1 - top, x2 - left, y2 - top))
         regions.append(face)
     return Scene("synctalk", frames, np.asarray(boxes, dtype=np.int32), regions)
@@ -135,7 +142,7 @@ def measure(scene: Scene, codec: VideoCodec, quality: str) -> dict[str, object]:
         total_bytes += len(chunk.data)
         decoded = decoder.decode(av.Packet(chunk.data))
         if decoded:
-            image = decoded[0].to_ndarray(format="bgr24")
+            image = np.asarray(decoded[0].to_ndarray(format="bgr24"), dtype=np.uint8)
             x1, y1, x2, y2 = (int(v) for v in box)
             face = image[y1 - window[1] : y2 - window[1], x1 - window[0] : x2 - window[0]]
             scores.append(psnr(face, scene.reference[index]))
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", default="H264,VP8,VP9,AV1")
     parser.add_argument("--base-codecs", default="H264", help="codecs whose base video is encoded")
     parser.add_argument("--output", type=Path, default=Path("artifacts/bench_video.json"))
+    parser.add_argument("--doc", type=Path, default=None, help="write the 'video' section of this document")
     args = parser.parse_args(argv)
     codecs = [VideoCodec[name] for name in args.codecs.split(",")]
     with tempfile.TemporaryDirectory() as cache:
@@ -207,10 +215,67 @@ def main(argv: list[str] | None = None) -> int:
             }
             print("base video", name, json.dumps(base[name]), flush=True)
         results["base_video"] = base
+    results["load_average"] = [round(value, 2) for value in load_average()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output}")
+    if args.doc is not None:
+        command = "python -m loadtests.bench_video " + " ".join(argv if argv is not None else sys.argv[1:])
+        perfdoc.write_section(args.doc, "video", document(results, command.strip()), "Video output")
+        print(f"wrote the video section of {args.doc}")
     return 0
+
+
+def document(results: dict[str, object], command: str) -> str:
+    """The 'video' section of docs/performance.md."""
+    headers = [
+        "codec",
+        "setting",
+        "crop",
+        "kbit/s",
+        "CPU ms/frame (median)",
+        "PSNR dB (mean)",
+        "PSNR dB (min)",
+    ]
+    parts = [
+        f"`{command}` (load average {results['load_average']}, {results['frames']} frames at 25 fps per row; "
+        "`*` is the server's setting). CPU is the encoder's per frame and stream: composite of the crop "
+        "window, BGR to I420, encode. PSNR is over the face box, of the decoded window (PyAV) against the "
+        "server's own JPEG composite at quality 85.",
+    ]
+    for scene, title in (
+        ("demo", "Demo avatar (1280×720, ~180×200-px face)"),
+        ("synctalk", "SyncTalk-sized face (~330 px, synthetic)"),
+    ):
+        rows = [
+            [
+                row["codec"],
+                row["quality"] + (" *" if row["server_default"] else ""),
+                "×".join(str(v) for v in row["crop"]),
+                row["kbit_per_s"],
+                row["encode_cpu_ms_median"],
+                row["psnr_face_db_mean"],
+                row["psnr_face_db_min"],
+            ]
+            for row in results[scene]  # type: ignore[attr-defined]
+        ]
+        parts.append(f"**{title}**\n\n" + perfdoc.table(headers, rows))
+    sessions = results["sessions_per_core"]
+    base = results["base_video"]
+    parts.append(
+        f"Sessions per core at 25 fps (H.264): {sessions['encode_only']} for the encoding alone, "  # type: ignore[index]
+        f"{sessions['sprite_render_and_encode']} with the sprite engine's render "  # type: ignore[index]
+        f"({results['sprite_render_cpu_ms_per_frame']} ms per frame) on top."
+    )
+    parts.append(
+        "Base video of the demo (12 s, 1280×720): "
+        + ", ".join(
+            f"{name} {info['bytes']:,} bytes = {info['mbit_per_s']} Mbit/s, encoded in {info['encode_s']} s"
+            for name, info in base.items()  # type: ignore[attr-defined]
+        )
+        + "."
+    )
+    return "\n\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":

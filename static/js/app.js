@@ -79,6 +79,8 @@ const state = {
   video: null,
   /** Base videos by `model/codec`, fetched once per page (the HTTP cache keeps them across pages). */
   baseVideos: new Map(),
+  /** A video session ended because the connection dropped (then playback resumes once it is back). */
+  videoCut: false,
 };
 
 // --- frames ------------------------------------------------------------------------------------
@@ -275,6 +277,10 @@ async function selectModel(name) {
     }
     showModel();
     log.add(`Model ${name}: ${meta.frame_count} frames, ${meta.fps} fps, ${meta.width}×${meta.height}`, 'ok');
+    if (connection.protocol === 'v2' && state.videoCodecs.length > 0) {
+      // Fetched ahead of Play; a failure is reported when Play needs it.
+      baseVideo(state.model, state.videoCodecs[0]).catch(() => {});
+    }
     loadAudio(state.model);
     await showFrame(Math.min(state.frame, state.model.frameCount - 1));
   } catch (error) {
@@ -369,17 +375,36 @@ function baseVideo(model, codec) {
   return entry;
 }
 
-/** Play the model's own audio track as a video session (server-paced), from frame `from`. */
-function startVideo(from) {
+/** Play the model's own audio track as a video session (server-paced), from frame `from`, once
+ * the base video of the codec the server prefers among ours is here (fetched when the model was
+ * chosen, usually), so the first chunks are not held back waiting for it. */
+async function startVideo(from) {
   stopVideo();
   const model = state.model;
+  const pending = { session: null, model, frames: null, starting: true };
+  state.video = pending;
+  showPlaying(true);
+  try {
+    await baseVideo(model, state.videoCodecs[0]);
+  } catch (error) {
+    if (state.video !== pending) return;
+    state.video = null;
+    showPlaying(false);
+    reportError(error, 'base video');
+    return;
+  }
+  if (state.video !== pending || !canRequest()) return;
+  openVideoSession(from, model);
+}
+
+function openVideoSession(from, model) {
   // Half a second of chunks may be on their way; each one shown returns its credit.
   const credits = Math.max(1, Math.ceil(model.fps / 2));
   const session = connection.openSession({
     modelName: model.name, startFrameId: from, outputMode: state.mode, credits,
     videoCodecs: state.videoCodecs, play: true,
   });
-  const video = { session, model, frames: null };
+  const video = { session, model, frames: null, starting: false };
   state.video = video;
   let base = null;
   const player = new VideoSessionPlayer({
@@ -399,13 +424,19 @@ function startVideo(from) {
         video.frames = new BaseFrames(file);
         return video.frames;
       });
-      base.catch((error) => reportError(error, 'base video'));
+      base.catch((error) => {
+        if (state.video !== video) return;
+        reportError(error, 'base video');
+        stopVideo();
+      });
       showDelivery(`video ${CODEC_NAMES[codec]}`);
       log.add(`Video output: ${CODEC_NAMES[codec]} (${codecString}) from the server`, 'ok');
     }
   });
   player.addEventListener('keyframe_request', () => log.add('Video: a chunk was lost; asked for a key frame', 'warn'));
-  player.addEventListener('error', (event) => reportError(event.detail, 'video frame'));
+  player.addEventListener('error', (event) => {
+    if (state.video === video) reportError(event.detail, 'video frame');
+  });
   session.addEventListener('frame', (event) => {
     // No codec in common: the server sends JPEG frames instead.
     const message = event.detail;
@@ -422,7 +453,13 @@ function startVideo(from) {
     video.frames?.close();
     if (state.video !== video) return;
     state.video = null;
-    if (code === 'OK' && state.loop && connection.isOpen) {
+    if (connection.socket === null) {
+      // The connection dropped: the statechange that follows decides whether to play on.
+      state.videoCut = true;
+      showPlaying(false);
+      return;
+    }
+    if (code === 'OK' && state.loop) {
       startVideo(0);
       return;
     }
@@ -432,7 +469,7 @@ function startVideo(from) {
     else if (code !== 'CANCELLED') reportError(new ServerError(code, message || 'the video session ended'), 'video session');
   });
   showPlaying(true);
-  log.add(`Playing ${model.name} from frame ${from} as a video session (server-paced, ${model.fps} FPS)`);
+  log.add(`Playing ${model.name} from frame ${from} at ${model.fps} FPS (video session, paced by the server)`);
 }
 
 async function showSessionFrame(message, model) {
@@ -449,7 +486,7 @@ function stopVideo() {
   const video = state.video;
   if (video === null) return;
   state.video = null;
-  video.session.cancel();
+  video.session?.cancel();
   video.player?.close();
   video.frames?.close();
   audio.pause();
@@ -579,7 +616,8 @@ connection.addEventListener('statechange', (event) => {
   ui.archLink.textContent = now === State.OPEN ? `WebSocket /ws · ${protocol === 'v2' ? 'lipsync.v2' : 'v1'}` : 'WebSocket /ws';
   if (now !== State.OPEN) {
     // Playing when the connection dropped: play on once it is back.
-    state.resume ||= (player.playing || state.video !== null) && now === State.RECONNECTING;
+    state.resume ||= (player.playing || state.video !== null || state.videoCut) && now === State.RECONNECTING;
+    state.videoCut = false;
     player.stop('stopped');
     if (state.video !== null) {
       const { player: videoPlayer, frames } = state.video;

@@ -29,6 +29,8 @@ const URL_NAMES = Object.freeze({
 });
 /** Base frames decoded beyond the one wanted; each holds a decoded 720p picture until closed. */
 const BASE_AHEAD = 6;
+/** A picture later than this behind the clock restarts the clock at it (rather than rushing). */
+const MAX_LATE_MS = 100;
 
 /**
  * The codecs this browser decodes, in the page's order of preference (the server picks among them).
@@ -210,10 +212,17 @@ export class VideoSessionPlayer extends EventTarget {
    * @param {BaseFrames} options.base
    * @param {(crop: VideoFrame, base: VideoFrame, chunk: any) => void} options.present draws; closes nothing
    * @param {any} [options.Decoder]
+   * @param {() => number} [options.now] milliseconds, monotonic
+   * @param {(ms: number) => Promise<void>} [options.sleep]
    */
-  constructor({ session, base, present, Decoder = globalThis.VideoDecoder }) {
+  constructor({
+    session, base, present, Decoder = globalThis.VideoDecoder, now = () => performance.now(),
+    sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); }),
+  }) {
     super();
-    Object.assign(this, { session, base, present, Decoder });
+    Object.assign(this, { session, base, present, Decoder, now, sleep });
+    /** The clock: the picture of session time `clock.mediaMs` is due at `clock.at`; null until the first. */
+    this.clock = null;
     this.decoder = null;
     this.config = null;
     this.lastSequence = null;
@@ -287,6 +296,7 @@ export class VideoSessionPlayer extends EventTarget {
       let picture = null;
       try {
         picture = await base;
+        await this.due(chunk.audioTimeMs);
         this.present(crop, picture, chunk);
         this.counters.shown += 1;
       } finally {
@@ -295,6 +305,18 @@ export class VideoSessionPlayer extends EventTarget {
         this.session.grant(1);
       }
     }).catch((error) => this.dispatchEvent(new CustomEvent('error', { detail: error })));
+  }
+
+  /** Wait until the picture of session time `mediaMs` is due: chunks come in bursts over a busy
+   * network, pictures leave at the session's pace. */
+  async due(mediaMs) {
+    const now = this.now();
+    if (this.clock === null || now - (this.clock.at + mediaMs - this.clock.mediaMs) > MAX_LATE_MS) {
+      this.clock = { at: now, mediaMs };
+      return;
+    }
+    const wait = this.clock.at + mediaMs - this.clock.mediaMs - now;
+    if (wait > 0) await this.sleep(wait);
   }
 
   close() {

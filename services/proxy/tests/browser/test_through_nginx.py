@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,11 @@ def nginx(
             pytest.fail(f"the TLS browser test must run in CI: {reason}")
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("nginx")
+    # Run as root, nginx's workers are nobody: they must reach the base-video cache below `root`.
+    for directory in (root, *root.parents):
+        if directory == Path(tempfile.gettempdir()):
+            break
+        directory.chmod(directory.stat().st_mode | 0o011)
     key, certificate = root / "tls.key", root / "tls.crt"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
