@@ -81,6 +81,8 @@ const state = {
   baseVideos: new Map(),
   /** A video session ended because the connection dropped (then playback resumes once it is back). */
   videoCut: false,
+  /** The `model/codec` keys of `baseVideos` that have arrived. */
+  baseReady: new Set(),
 };
 
 // --- frames ------------------------------------------------------------------------------------
@@ -158,9 +160,14 @@ function play() {
   const from = !state.loop && state.frame >= last ? 0 : state.frame;
   stopVideo();
   if (videoPossible()) {
-    if (player.playing) player.stop();
-    startVideo(from);
-    return;
+    const model = state.model;
+    if (state.baseReady.has(`${model.name}/${state.videoCodecs[0]}`)) {
+      if (player.playing) player.stop();
+      startVideo(from);
+      return;
+    }
+    // Until the base video is here (fetched when the model was chosen), this play is JPEG frames.
+    log.add('The base video is still on its way: JPEG frames this time, video from the next play');
   }
   showDelivery('JPEG');
   player.start({ fromFrame: from, frameCount: state.model.frameCount, fps: state.fps, loop: state.loop });
@@ -367,6 +374,7 @@ function baseVideo(model, codec) {
   if (entry === undefined) {
     entry = fetchBaseVideo(model.name, codec).then(({ file, size }) => {
       log.add(`Base video of ${model.name}: ${CODEC_NAMES[codec]}, ${formatBytes(size)}, fetched once`, 'ok');
+      state.baseReady.add(key);
       return file;
     });
     entry.catch(() => state.baseVideos.delete(key));

@@ -292,6 +292,7 @@ export class VideoSessionPlayer extends EventTarget {
     }
     // Base frames arrive asynchronously; the chain keeps the pictures in the order of the chunks.
     const base = this.base.frame(chunk.frameId);
+    base.catch(() => {}); // handled in the chain; a session stopped meanwhile never reads it
     this.chain = this.chain.then(async () => {
       let picture = null;
       try {

@@ -86,10 +86,18 @@ class BaseVideos:
         self._dir = cache_dir / "base-video"
         self._files: dict[str, bytes] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Each loaded package's key per codec, so that a request costs no hashing after the first; the
+        # package is kept with it because an id may be reused once a package is gone.
+        self._keys: dict[tuple[int, VideoCodec], tuple[ModelPackage, str]] = {}
 
     async def get(self, package: ModelPackage, codec: VideoCodec, run: Runner) -> tuple[bytes, str]:
         """The file and its ETag (the cache key); `run` runs a blocking call in a worker thread."""
-        key = await run(cache_key, package, codec)
+        known = self._keys.get((id(package), codec))
+        if known is not None and known[0] is package:
+            key = known[1]
+        else:
+            key = await run(cache_key, package, codec)
+            self._keys[(id(package), codec)] = (package, key)
         found = self._files.get(key)
         if found is not None:
             return found, key

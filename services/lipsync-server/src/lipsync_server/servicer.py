@@ -109,6 +109,16 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
                 model_name=request.model_name, wav=wav, sample_rate=rate, duration_s=duration
             )
 
+    async def prepare_base_videos(self) -> None:
+        """Encode each ready model's base video in the preferred codec, one after the other (run in the
+        background once the models are loaded)."""
+        codecs = server_codecs()
+        for name in self._core.registry.ready_names() if codecs else []:
+            try:
+                await self._base_videos.get(self._core.model(name).package, codecs[0], self._core.runner.call)
+            except (LipsyncError, OSError, RuntimeError, ValueError) as error:
+                logger.warning("the base video of %s could not be made ahead: %s", name, error)
+
     async def GetBaseVideo(
         self, request: pb.GetBaseVideoRequest, context: Context
     ) -> AsyncIterator[pb.GetBaseVideoResponse]:
