@@ -141,3 +141,17 @@ def test_the_microphone_works_on_the_tls_page(tls_client: ClientPage, nginx: Ngi
 
     expect(page.locator("#activity-log")).to_contain_text("Live session ended")
     assert tls_client.errors == []
+
+
+def test_the_client_plays_video_output_through_nginx_over_tls(tls_client: ClientPage, nginx: Nginx) -> None:
+    page = tls_client.page
+    tls_client.open(f"{nginx.url}/")
+    expect(page.locator("#activity-log")).to_contain_text("Base video of demo: H.264")
+
+    page.click("#play-button")
+    expect(page.locator("#badge-delivery")).to_have_text("video H.264")
+    tls_client.wait_for_number("m-frames", 25)
+    page.click("#play-button")
+
+    assert tls_client.number("m-errors") == 0
+    assert tls_client.errors == []
