@@ -18,6 +18,9 @@ import { SAMPLE_RATE } from './protocol.js';
 import { Player } from './player.js';
 import { BaseFrameCache, decodeJpeg, FrameRenderer, releaseFrame } from './render.js';
 import { formatBytes, formatMs, LatencyWindow, RateMeter } from './stats.js';
+import {
+  BaseFrames, CODEC_NAMES, decodableCodecs, fetchBaseVideo, VideoSessionPlayer,
+} from './video.js';
 
 renderLayout(document.getElementById('app'));
 
@@ -27,6 +30,7 @@ const ui = {
   banner: $('error-banner'), errorCode: $('error-code'), errorText: $('error-text'),
   canvas: $('frame-canvas'), empty: $('screen-empty'),
   badgeFrame: $('badge-frame'), badgeMode: $('badge-mode'), badgeLive: $('badge-live'),
+  badgeDelivery: $('badge-delivery'), bitrate: $('m-bitrate'),
   play: $('play-button'), playLabel: $('play-label'), single: $('single-button'), loop: $('loop-toggle'),
   sound: $('sound-button'), mic: $('mic-button'), micMessage: $('mic-message'),
   frameSlider: $('frame-slider'), frameOutput: $('frame-output'),
@@ -71,6 +75,16 @@ const state = {
   resume: false,
   /** When the error in the banner was reported (performance.now()). */
   errorAt: 0,
+  /** Codecs this browser decodes with WebCodecs (empty: JPEG only); `?video=off` turns video off. */
+  videoCodecs: [],
+  /** The playing video session: its session, player and model; null when none plays. */
+  video: null,
+  /** Base videos by `model/codec`, fetched once per page (the HTTP cache keeps them across pages). */
+  baseVideos: new Map(),
+  /** A video session ended because the connection dropped (then playback resumes once it is back). */
+  videoCut: false,
+  /** The `model/codec` keys of `baseVideos` that have arrived. */
+  baseReady: new Set(),
 };
 
 // --- frames ------------------------------------------------------------------------------------
@@ -149,12 +163,28 @@ function play() {
   stopLive();
   const last = state.model.frameCount - 1;
   const from = !state.loop && state.frame >= last ? 0 : state.frame;
+  stopVideo();
+  if (videoPossible()) {
+    const model = state.model;
+    if (state.baseReady.has(`${model.name}/${state.videoCodecs[0]}`)) {
+      if (player.playing) player.stop();
+      startVideo(from);
+      return;
+    }
+    // Until the base video is here (fetched when the model was chosen), this play is JPEG frames.
+    log.add('The base video is still on its way: JPEG frames this time, video from the next play');
+  }
+  showDelivery('JPEG');
   player.start({ fromFrame: from, frameCount: state.model.frameCount, fps: state.fps, loop: state.loop });
   showPlaying(true);
   log.add(`Playing ${state.model.name} from frame ${from} at ${state.fps} FPS (${modeName(state.mode)})`);
 }
 
 function stop() {
+  if (state.video !== null) {
+    stopVideo();
+    log.add(`Stopped at frame ${state.frame}`);
+  }
   if (player.playing) {
     player.stop();
     log.add(`Stopped at frame ${state.frame}`);
@@ -207,7 +237,7 @@ function step(delta) {
 
 /** Go to a frame: playing on from there, or showing it. */
 function seek(frameId) {
-  if (player.playing) {
+  if (player.playing || state.video !== null) {
     state.frame = frameId;
     play();
   } else {
@@ -259,6 +289,10 @@ async function selectModel(name) {
     }
     showModel();
     log.add(`Model ${name}: ${meta.frame_count} frames, ${meta.fps} fps, ${meta.width}×${meta.height}`, 'ok');
+    if (connection.protocol === 'v2' && state.videoCodecs.length > 0) {
+      // Fetched ahead of Play; a failure is reported when Play needs it.
+      baseVideo(state.model, state.videoCodecs[0]).catch(() => {});
+    }
     loadAudio(state.model);
     await showFrame(Math.min(state.frame, state.model.frameCount - 1));
   } catch (error) {
@@ -326,6 +360,151 @@ function showSound() {
   const on = ui.sound.getAttribute('aria-pressed') === 'true';
   ui.sound.disabled = !audio.available;
   ui.sound.textContent = !audio.available ? 'No audio' : on ? 'Sound on' : 'Sound off';
+}
+
+// --- video output ------------------------------------------------------------------------------
+
+/** Video needs v2, WebCodecs for one of the server's codecs, and model frames at 1:1 speed. */
+function videoPossible() {
+  return connection.protocol === 'v2' && state.videoCodecs.length > 0 && state.fps === state.model.fps;
+}
+
+function showDelivery(text) {
+  ui.badgeDelivery.textContent = text;
+}
+
+/** The model's base video in `codec`, decoded frame by frame as the session needs them. */
+function baseVideo(model, codec) {
+  const key = `${model.name}/${codec}`;
+  let entry = state.baseVideos.get(key);
+  if (entry === undefined) {
+    entry = fetchBaseVideo(model.name, codec).then(({ file, size }) => {
+      log.add(`Base video of ${model.name}: ${CODEC_NAMES[codec]}, ${formatBytes(size)}, fetched once`, 'ok');
+      state.baseReady.add(key);
+      return file;
+    });
+    entry.catch(() => state.baseVideos.delete(key));
+    state.baseVideos.set(key, entry);
+  }
+  return entry;
+}
+
+/** Play the model's own audio track as a video session (server-paced), from frame `from`, once
+ * the base video of the codec the server prefers among ours is here (fetched when the model was
+ * chosen, usually), so the first chunks are not held back waiting for it. */
+async function startVideo(from) {
+  stopVideo();
+  const model = state.model;
+  const pending = { session: null, model, frames: null, starting: true };
+  state.video = pending;
+  showPlaying(true);
+  try {
+    await baseVideo(model, state.videoCodecs[0]);
+  } catch (error) {
+    if (state.video !== pending) return;
+    state.video = null;
+    showPlaying(false);
+    reportError(error, 'base video');
+    return;
+  }
+  if (state.video !== pending || !canRequest()) return;
+  openVideoSession(from, model);
+}
+
+function openVideoSession(from, model) {
+  // Half a second of chunks may be on their way; each one shown returns its credit.
+  const credits = Math.max(1, Math.ceil(model.fps / 2));
+  const session = connection.openSession({
+    modelName: model.name, startFrameId: from, outputMode: state.mode, credits,
+    videoCodecs: state.videoCodecs, play: true,
+  });
+  const video = { session, model, frames: null, starting: false };
+  state.video = video;
+  let base = null;
+  const player = new VideoSessionPlayer({
+    session,
+    base: { frame: (frameId) => base.then((frames) => frames.frame(frameId)) },
+    present: (crop, picture, chunk) => {
+      if (state.video !== video) return;
+      present({ frameId: chunk.frameId, image: crop, base: picture, bounds: chunk.bounds }, chunk.frameId);
+      audio.follow(chunk.frameId, model.fps, model.fps);
+    },
+  });
+  video.player = player;
+  session.addEventListener('video_config', (event) => {
+    const { codec, codecString } = event.detail;
+    if (base === null) {
+      base = baseVideo(model, codec).then((file) => {
+        video.frames = new BaseFrames(file);
+        return video.frames;
+      });
+      base.catch((error) => {
+        if (state.video !== video) return;
+        reportError(error, 'base video');
+        stopVideo();
+      });
+      showDelivery(`video ${CODEC_NAMES[codec]}`);
+      log.add(`Video output: ${CODEC_NAMES[codec]} (${codecString}) from the server`, 'ok');
+    }
+  });
+  player.addEventListener('keyframe_request', () => log.add('Video: a chunk was lost; asked for a key frame', 'warn'));
+  player.addEventListener('error', (event) => {
+    if (state.video === video) reportError(event.detail, 'video frame');
+  });
+  session.addEventListener('frame', (event) => {
+    // No codec in common: the server sends JPEG frames instead.
+    const message = event.detail;
+    if (state.video !== video) return;
+    showDelivery('JPEG (no common codec)');
+    video.chain = (video.chain ?? Promise.resolve()).then(() => showSessionFrame(message, model))
+      .catch((error) => reportError(error, 'frame'))
+      .finally(() => session.grant(1));
+  });
+  session.addEventListener('error', (event) => reportError(event.detail, 'video session'));
+  session.addEventListener('end', (event) => {
+    const { code, message } = event.detail;
+    player.close();
+    video.frames?.close();
+    if (state.video !== video) return;
+    state.video = null;
+    if (connection.socket === null) {
+      // The connection dropped: the statechange that follows decides whether to play on.
+      state.videoCut = true;
+      showPlaying(false);
+      return;
+    }
+    if (code === 'OK' && state.loop) {
+      startVideo(0);
+      return;
+    }
+    audio.pause();
+    showPlaying(false);
+    if (code === 'OK') log.add('Reached the last frame');
+    else if (code !== 'CANCELLED') reportError(new ServerError(code, message || 'the video session ended'), 'video session');
+  });
+  showPlaying(true);
+  log.add(`Playing ${model.name} from frame ${from} at ${model.fps} FPS (video session, paced by the server)`);
+}
+
+async function showSessionFrame(message, model) {
+  const [image, baseJpeg] = await Promise.all([
+    decodeJpeg(message.image),
+    message.outputMode === 'face_crop' ? state.baseFrames.get(message.frameId) : null,
+  ]);
+  const base = baseJpeg === null ? null : await decodeJpeg(baseJpeg);
+  present({ frameId: message.frameId, image, base, bounds: message.bounds }, message.frameId);
+  audio.follow(message.frameId, model.fps, model.fps);
+}
+
+function stopVideo() {
+  const video = state.video;
+  if (video === null) return;
+  state.video = null;
+  video.session?.cancel();
+  video.player?.close();
+  video.frames?.close();
+  audio.pause();
+  showPlaying(false);
 }
 
 // --- live microphone ---------------------------------------------------------------------------
@@ -452,8 +631,16 @@ connection.addEventListener('statechange', (event) => {
   ui.archLink.textContent = now === State.OPEN ? `WebSocket /ws · ${protocol === 'v2' ? 'lipsync.v2' : 'v1'}` : 'WebSocket /ws';
   if (now !== State.OPEN) {
     // Playing when the connection dropped: play on once it is back.
-    state.resume ||= player.playing && now === State.RECONNECTING;
+    state.resume ||= (player.playing || state.video !== null || state.videoCut) && now === State.RECONNECTING;
+    state.videoCut = false;
     player.stop('stopped');
+    if (state.video !== null) {
+      const { player: videoPlayer, frames } = state.video;
+      state.video = null;
+      videoPlayer?.close();
+      frames?.close();
+      showPlaying(false);
+    }
     ui.model.disabled = true;
   }
   showModel();
@@ -528,6 +715,7 @@ function refreshMetrics() {
   if (now - lastBytes.at >= 1000) {
     const perSecond = ((connection.bytesIn - lastBytes.bytesIn) * 1000) / (now - lastBytes.at);
     ui.rate.textContent = formatBytes(Math.max(0, Math.round(perSecond)));
+    ui.bitrate.textContent = String(Math.max(0, Math.round((perSecond * 8) / 1000)));
     lastBytes = { at: now, bytesIn: connection.bytesIn };
   }
   ui.server.textContent = formatMs(metrics.serverMs);
@@ -573,7 +761,7 @@ ui.protocol.addEventListener('change', () => {
   if (connection.state !== State.DISCONNECTED) connect();
 });
 
-ui.play.addEventListener('click', () => (player.playing ? stop() : play()));
+ui.play.addEventListener('click', () => (player.playing || state.video !== null ? stop() : play()));
 ui.single.addEventListener('click', singleFrame);
 
 ui.loop.addEventListener('change', () => {
@@ -585,6 +773,8 @@ ui.fpsSlider.addEventListener('input', () => {
   state.fps = Number(ui.fpsSlider.value);
   ui.fpsOutput.textContent = `${state.fps} FPS`;
   player.setFps(state.fps);
+  // A video session plays at the model's fps; another speed plays JPEG frames from here.
+  if (state.video !== null && !videoPossible()) play();
 });
 
 ui.frameSlider.addEventListener('input', () => {
@@ -607,7 +797,7 @@ function setMode(mode) {
   for (const input of ui.modeInputs) input.checked = input.value === mode;
   log.add(`Output: ${modeName(mode)}`);
   if (player.playing) play();
-  else if (state.live === null) showFrame(state.frame);
+  else if (state.live === null && state.video === null) showFrame(state.frame);
 }
 
 ui.sound.addEventListener('click', () => {
@@ -665,4 +855,10 @@ document.addEventListener('keydown', (event) => {
 ui.url.value = defaultSocketUrl(window.location);
 setInterval(refreshMetrics, 250);
 refreshMetrics();
-connect();
+const videoWanted = new URLSearchParams(window.location.search).get('video') !== 'off';
+(videoWanted ? decodableCodecs() : Promise.resolve([])).then((codecs) => {
+  state.videoCodecs = codecs;
+  log.add(codecs.length
+    ? `WebCodecs decodes ${codecs.map((codec) => CODEC_NAMES[codec]).join(', ')}: playback uses video output on v2`
+    : 'Playback uses JPEG frames (no WebCodecs video decoder, or ?video=off)');
+}).finally(connect);

@@ -189,12 +189,15 @@ export class Connection extends EventTarget {
   }
 
   /**
-   * Start a talking session (v2 only): audio in, frames out at the model's fps against credits.
+   * Start a session (v2 only): audio in (or the model's own with `play`), frames out at the model's
+   * fps against credits, as JPEGs or, with `videoCodecs`, as video chunks.
    * @param {{modelName: string, startFrameId?: number, outputMode?: 'full_frame' | 'face_crop',
-   *   credits?: number}} options
+   *   credits?: number, videoCodecs?: number[], play?: boolean}} options
    * @returns {SpeakSession}
    */
-  openSession({ modelName, startFrameId = 0, outputMode = 'full_frame', credits = 0 }) {
+  openSession({
+    modelName, startFrameId = 0, outputMode = 'full_frame', credits = 0, videoCodecs = [], play = false,
+  }) {
     if (!this.isOpen) throw new ConnectionLost();
     if (this.protocol !== 'v2') {
       throw new ServerError('UNIMPLEMENTED', 'live sessions need the lipsync.v2 protocol; this connection speaks v1');
@@ -202,7 +205,9 @@ export class Connection extends EventTarget {
     const requestId = this.takeRequestId();
     const session = new SpeakSession(this, requestId);
     this.sessions.set(requestId, session);
-    this.send(protocol.encodeSessionStart({ requestId, modelName, startFrameId, outputMode, credits }));
+    this.send(protocol.encodeSessionStart({
+      requestId, modelName, startFrameId, outputMode, credits, videoCodecs, play,
+    }));
     return session;
   }
 
@@ -441,8 +446,9 @@ export class Connection extends EventTarget {
 /**
  * One talking session (the server's Speak RPC) on a v2 connection.
  *
- * Events: `frame` (detail: the SESSION_FRAME message), `error` (detail: ServerError; the session
- * goes on) and `end` (detail `{code, message}`; the last event).
+ * Events: `frame` (detail: the SESSION_FRAME message), `video_config` and `video_chunk` (details:
+ * those messages, for a video session), `error` (detail: ServerError; the session goes on) and `end`
+ * (detail `{code, message}`; the last event).
  */
 export class SpeakSession extends EventTarget {
   constructor(connection, requestId) {
@@ -478,6 +484,11 @@ export class SpeakSession extends EventTarget {
     if (this.open) this.connection.send(protocol.encodeSessionControl(this.requestId, protocol.SessionAction.INTERRUPT));
   }
 
+  /** Ask a video session for a key frame (after a lost chunk or a decoder error). */
+  requestKeyFrame() {
+    if (this.open && this.connection.isOpen) this.connection.send(protocol.encodeKeyFrame(this.requestId));
+  }
+
   /** Abandon the session; it ends with CANCELLED. */
   cancel() {
     if (this.open && this.connection.isOpen) this.connection.send(protocol.encodeCancel(this.requestId));
@@ -486,6 +497,8 @@ export class SpeakSession extends EventTarget {
   receive(message) {
     if (message.kind === 'session_frame') {
       this.dispatchEvent(new CustomEvent('frame', { detail: message }));
+    } else if (message.kind === 'video_config' || message.kind === 'video_chunk') {
+      this.dispatchEvent(new CustomEvent(message.kind, { detail: message }));
     } else if (message.kind === 'error') {
       this.dispatchEvent(new CustomEvent('error', { detail: new ServerError(message.code, message.message) }));
     } else if (message.kind === 'session_end') {

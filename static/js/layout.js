@@ -39,6 +39,7 @@ const MARKUP = `
       <div class="screen-badges" aria-hidden="true">
         <span id="badge-frame" class="badge">frame —</span>
         <span id="badge-mode" class="badge">full frame</span>
+        <span id="badge-delivery" class="badge">JPEG</span>
         <span id="badge-live" class="badge badge-live" hidden>● live mic</span>
       </div>
     </div>
@@ -135,7 +136,7 @@ const MARKUP = `
         <div class="tile">
           <span class="tile-label">Data received</span>
           <span id="m-data-in" class="tile-value">0 B</span>
-          <span class="tile-sub"><b id="m-rate">0 B</b>/s · sent <b id="m-data-out">0 B</b></span>
+          <span class="tile-sub"><b id="m-rate">0 B</b>/s (<b id="m-bitrate">0</b> kbit/s) · sent <b id="m-data-out">0 B</b></span>
         </div>
         <div class="tile">
           <span class="tile-label">Server time</span>

@@ -25,14 +25,27 @@ export const MessageType = Object.freeze({
   SESSION_AUDIO: 0x11,
   SESSION_CONTROL: 0x12,
   CREDIT: 0x13,
+  KEY_FRAME: 0x14,
   ERROR: 0x80,
   FRAME: 0x81,
   SESSION_FRAME: 0x90,
   SESSION_END: 0x91,
+  VIDEO_CONFIG: 0x92,
+  VIDEO_CHUNK: 0x93,
 });
 
 /** Flag bit of a SESSION_FRAME: the frame that ends an utterance. */
 export const FLAG_END_OF_UTTERANCE = 0x0001;
+/** SESSION_START flags: video output (a codec list follows the traceparent); play the model's audio. */
+export const FLAG_VIDEO = 0x0001;
+export const FLAG_PLAY = 0x0002;
+/** VIDEO_CHUNK flags: a key frame; the chunk that ends an utterance. */
+export const FLAG_KEY_FRAME = 0x0001;
+export const FLAG_CHUNK_END_OF_UTTERANCE = 0x0002;
+/** Video codecs by name; the value is the v2 byte (the proto's VideoCodec number). */
+export const VideoCodec = Object.freeze({ H264: 1, VP8: 2, VP9: 3, AV1: 4 });
+export const VIDEO_CONFIG_FIXED_SIZE = 14;
+export const VIDEO_CHUNK_FIXED_SIZE = 40;
 
 /** Output modes by their JSON spelling; the value is the v2 byte (the proto's OutputMode number). */
 export const OutputMode = Object.freeze({ full_frame: 1, face_crop: 2 });
@@ -170,19 +183,31 @@ export function encodeCancel(requestId) {
  * @param {number} [start.jpegQuality]
  * @param {number} [start.credits] messages the client can take now (0 ... 2^32 - 1)
  * @param {string | null} [start.traceparent]
+ * @param {number[]} [start.videoCodecs] non-empty: video output in one of these (VideoCodec values)
+ * @param {boolean} [start.play] play the model's own audio track, paced by the server
  * @returns {Uint8Array}
  */
 export function encodeSessionStart({
   requestId, modelName, startFrameId = 0, outputMode = 'full_frame', jpegQuality = 0, credits = 0,
-  traceparent = null,
+  traceparent = null, videoCodecs = [], play = false,
 }) {
   const name = encodeModelName(modelName);
   const trace = encodeTraceparent(traceparent);
   checkFrameId(startFrameId, 'startFrameId');
   checkUint32(credits, 'credits', 0);
-  const bytes = new Uint8Array(SESSION_START_FIXED_SIZE + name.length + trace.length);
+  const codecs = Uint8Array.from(videoCodecs);
+  if (codecs.length > 4 || new Set(codecs).size !== codecs.length || codecs.some((c) => c < 1 || c > 4)) {
+    throw new RangeError(`videoCodecs must be 0-4 distinct VideoCodec values, got ${videoCodecs}`);
+  }
+  const tail = codecs.length ? 1 + codecs.length : 0;
+  const bytes = new Uint8Array(SESSION_START_FIXED_SIZE + name.length + trace.length + tail);
   const view = new DataView(bytes.buffer);
   writeHeader(view, MessageType.SESSION_START, requestId);
+  view.setUint16(2, (codecs.length ? FLAG_VIDEO : 0) | (play ? FLAG_PLAY : 0), true);
+  if (codecs.length) {
+    bytes[SESSION_START_FIXED_SIZE + name.length + trace.length] = codecs.length;
+    bytes.set(codecs, SESSION_START_FIXED_SIZE + name.length + trace.length + 1);
+  }
   view.setUint32(8, startFrameId, true);
   view.setUint8(12, outputModeByte(outputMode));
   view.setUint8(13, checkQuality(jpegQuality));
@@ -226,6 +251,17 @@ export function encodeSessionControl(requestId, action) {
 }
 
 /**
+ * KEY_FRAME: the client lost a chunk of a video session and needs a key frame (and its config).
+ * @param {number} requestId
+ * @returns {Uint8Array}
+ */
+export function encodeKeyFrame(requestId) {
+  const bytes = new Uint8Array(HEADER_SIZE);
+  writeHeader(new DataView(bytes.buffer), MessageType.KEY_FRAME, requestId);
+  return bytes;
+}
+
+/**
  * CREDIT: the client can take `credits` more messages of the session.
  * @param {number} requestId
  * @param {number} credits 1 ... 2^32 - 1
@@ -253,7 +289,12 @@ export function encodeCredit(requestId, credits) {
  *   endOfUtterance: boolean, frameId: number, width: number, height: number, bounds: Bounds,
  *   timings: Timings, outputMode: string, image: Uint8Array}} SessionFrameMessage
  * @typedef {{kind: 'error' | 'session_end', requestId: number, code: string, message: string}} StatusMessage
- * @typedef {FrameMessage | SessionFrameMessage | StatusMessage} ServerMessage
+ * @typedef {{kind: 'video_config', requestId: number, codec: number, codecString: string, width: number,
+ *   height: number, description: Uint8Array}} VideoConfigMessage
+ * @typedef {{kind: 'video_chunk', requestId: number, sequence: number, audioTimeMs: number,
+ *   keyFrame: boolean, endOfUtterance: boolean, frameId: number, bounds: Bounds,
+ *   data: Uint8Array}} VideoChunkMessage
+ * @typedef {FrameMessage | SessionFrameMessage | StatusMessage | VideoConfigMessage | VideoChunkMessage} ServerMessage
  */
 
 /**
@@ -274,12 +315,17 @@ export function decodeServerMessage(data) {
   const type = bytes[1];
   const flags = view.getUint16(2, true);
   const requestId = view.getUint32(4, true);
-  const allowedFlags = type === MessageType.SESSION_FRAME ? FLAG_END_OF_UTTERANCE : 0;
+  const allowedFlags = {
+    [MessageType.SESSION_FRAME]: FLAG_END_OF_UTTERANCE,
+    [MessageType.VIDEO_CHUNK]: FLAG_KEY_FRAME | FLAG_CHUNK_END_OF_UTTERANCE,
+  }[type] ?? 0;
   switch (type) {
     case MessageType.FRAME:
     case MessageType.SESSION_FRAME:
     case MessageType.ERROR:
     case MessageType.SESSION_END:
+    case MessageType.VIDEO_CONFIG:
+    case MessageType.VIDEO_CHUNK:
       break;
     default:
       throw new ProtocolError(`unknown server message type 0x${hex2(type)}`, requestId);
@@ -289,6 +335,8 @@ export function decodeServerMessage(data) {
   }
   if (type === MessageType.FRAME) return decodeFrame(bytes, view, requestId);
   if (type === MessageType.SESSION_FRAME) return decodeSessionFrame(bytes, view, flags, requestId);
+  if (type === MessageType.VIDEO_CONFIG) return decodeVideoConfig(bytes, view, requestId);
+  if (type === MessageType.VIDEO_CHUNK) return decodeVideoChunk(bytes, view, flags, requestId);
   const kind = type === MessageType.ERROR ? 'error' : 'session_end';
   const { code, message } = decodeStatus(bytes, kind === 'error' ? 'ERROR' : 'SESSION_END', requestId);
   if (kind === 'error' && code === 'OK') throw new ProtocolError('an ERROR cannot carry status OK', requestId);
@@ -325,6 +373,42 @@ function decodeSessionFrame(bytes, view, flags, requestId) {
     timings: readTimings(view, 44),
     outputMode: outputModeName(view.getUint8(70), requestId),
     image: bytes.subarray(SESSION_FRAME_FIXED_SIZE),
+  };
+}
+
+function decodeVideoConfig(bytes, view, requestId) {
+  need(bytes, VIDEO_CONFIG_FIXED_SIZE, 'VIDEO_CONFIG', requestId);
+  const codec = view.getUint8(8);
+  const textEnd = VIDEO_CONFIG_FIXED_SIZE + view.getUint8(9);
+  need(bytes, textEnd, 'VIDEO_CONFIG', requestId);
+  if (codec < 1 || codec > 4) throw new ProtocolError(`VIDEO_CONFIG codec ${codec} is unknown`, requestId);
+  const text = bytes.subarray(VIDEO_CONFIG_FIXED_SIZE, textEnd);
+  if (text.length === 0 || text.some((byte) => byte > 0x7f)) {
+    throw new ProtocolError('VIDEO_CONFIG codec string must be 1-255 ASCII characters', requestId);
+  }
+  return {
+    kind: 'video_config',
+    requestId,
+    codec,
+    codecString: String.fromCharCode(...text),
+    width: view.getUint16(10, true),
+    height: view.getUint16(12, true),
+    description: bytes.subarray(textEnd),
+  };
+}
+
+function decodeVideoChunk(bytes, view, flags, requestId) {
+  need(bytes, VIDEO_CHUNK_FIXED_SIZE + 1, 'VIDEO_CHUNK', requestId);
+  return {
+    kind: 'video_chunk',
+    requestId,
+    sequence: view.getUint32(8, true),
+    audioTimeMs: view.getFloat64(12, true),
+    keyFrame: Boolean(flags & FLAG_KEY_FRAME),
+    endOfUtterance: Boolean(flags & FLAG_CHUNK_END_OF_UTTERANCE),
+    frameId: view.getUint32(20, true),
+    bounds: readBounds(view, 24),
+    data: bytes.subarray(VIDEO_CHUNK_FIXED_SIZE),
   };
 }
 

@@ -66,22 +66,33 @@ _LENGTH = struct.Struct("<H")
 
 @dataclass(frozen=True)
 class Rpc:
-    """One method of the server: its path, request class and whether the client streams."""
+    """One method of the server: its path, request class and whether the client and server stream."""
 
     path: str
     request: type[Message]
     streaming: bool
+    server_streaming: bool = False
+
+
+# Methods added after the corpus was first written come last, so every earlier input keeps its index.
+_LATER = ("GetBaseVideo",)
 
 
 def _rpcs() -> Sequence[Rpc]:
-    found = []
+    found, later = [], []
     for module, name in ((pb, "LipSync"), (seed, "OptimizedLipSyncService")):
         service = module.DESCRIPTOR.services_by_name[name]
         method: MethodDescriptor
         for method in service.methods:
             request = message_factory.GetMessageClass(method.input_type)
-            found.append(Rpc(f"/{service.full_name}/{method.name}", request, method.client_streaming))
-    return tuple(found)
+            rpc = Rpc(
+                f"/{service.full_name}/{method.name}",
+                request,
+                method.client_streaming,
+                method.server_streaming,
+            )
+            (later if method.name in _LATER else found).append(rpc)
+    return tuple(found + later)
 
 
 RPCS = _rpcs()
@@ -164,6 +175,11 @@ class RequestFuzzer:
                     rpc.path, request_serializer=raw, response_deserializer=raw
                 )
                 replies = list(call(iter([m.SerializeToString() for m in requests]), timeout=CALL_TIMEOUT_S))
+            elif rpc.server_streaming:
+                pieces = self._channel.unary_stream(
+                    rpc.path, request_serializer=raw, response_deserializer=raw
+                )
+                replies = list(pieces(requests[0].SerializeToString(), timeout=CALL_TIMEOUT_S))
             else:
                 unary = self._channel.unary_unary(rpc.path, request_serializer=raw, response_deserializer=raw)
                 replies = [unary(requests[0].SerializeToString(), timeout=CALL_TIMEOUT_S)]
@@ -241,6 +257,9 @@ def seed_inputs() -> dict[str, bytes]:
         "lipsync.v1.LipSync/GetModelMetadata": [pb.GetModelMetadataRequest(model_name=MODEL)],
         "lipsync.v1.LipSync/GetVideoFrame": [pb.GetVideoFrameRequest(model_name=MODEL, frame_id=2)],
         "lipsync.v1.LipSync/GetModelAudio": [pb.GetModelAudioRequest(model_name=MODEL)],
+        "lipsync.v1.LipSync/GetBaseVideo": [
+            pb.GetBaseVideoRequest(model_name=MODEL, codec=pb.VIDEO_CODEC_H264)
+        ],
         "lipsync.v1.LipSync/Infer": [pb.InferRequest(model_name=MODEL, frame_id=3, audio=audio)],
         "lipsync.v1.LipSync/InferBatch": [pb.InferBatchRequest(requests=[infer, infer])],
         "lipsync.v1.LipSync/StreamInfer": [infer, infer],

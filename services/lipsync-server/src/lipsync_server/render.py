@@ -37,6 +37,8 @@ from lipsync_server.telemetry import (
 class OutputMode(Enum):
     FULL_FRAME = "full_frame"
     FACE_CROP = "face_crop"
+    # The face region's pixels, not encoded: a session's video encoder composites and encodes them.
+    VIDEO = "video"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class RenderedFrame:
     height: int
     bounds: tuple[int, int, int, int]
     timings: StageTimings
+    # OutputMode.VIDEO: the face region (box-sized BGR), and `image` is empty.
+    pixels: NDArray[np.uint8] | None = None
 
 
 def _ms_since(start: float) -> float:
@@ -134,8 +138,12 @@ def _finish(
     inference_ms: float,
     batch_size: int,
 ) -> RenderedFrame:
-    """Composite one frame's face `region` and encode it."""
+    """Composite one frame's face `region` and encode it; a video frame's region goes to its session's
+    encoder as it is."""
     x1, y1, x2, y2 = (int(v) for v in package.boxes[request.frame_id])
+    if request.output_mode is OutputMode.VIDEO:
+        timings = StageTimings(features_ms, inference_ms, 0.0, 0.0, batch_size)
+        return RenderedFrame(b"", x2 - x1, y2 - y1, (x1, y1, x2, y2), timings, region)
     start = time.perf_counter()
     spliced = None
     with stage_span("composite", [request], {OUTPUT_MODE: request.output_mode.value}):

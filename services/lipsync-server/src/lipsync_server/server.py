@@ -99,7 +99,9 @@ class LipsyncServer:
             settings, self.registry, self.runner, self.metrics, deps.load_package, deps.engines
         )
         self.health = health.aio.HealthServicer()
-        lipsync_pb2_grpc.add_LipSyncServicer_to_server(LipSyncServicer(self.core), grpc_server)
+        self.servicer = LipSyncServicer(self.core)
+        self._base_videos: asyncio.Task[None] | None = None
+        lipsync_pb2_grpc.add_LipSyncServicer_to_server(self.servicer, grpc_server)
         optimized_lipsyncsrv_pb2_grpc.add_OptimizedLipSyncServiceServicer_to_server(
             SeedServicer(self.core), grpc_server
         )
@@ -142,12 +144,16 @@ class LipsyncServer:
         for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         logger.info("serving models: %s", ", ".join(self.registry.ready_names()))
+        # In the background: the first viewer of a model need not wait for its base video.
+        self._base_videos = asyncio.create_task(self.servicer.prepare_base_videos(), name="base videos")
 
     async def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING first, still taking calls for a moment (so balancers move away), then refuse new
         calls and finish the in-flight ones within the rest of the grace period."""
         grace = self.settings.grace_period_s if grace_s is None else grace_s
         self.core.serving = False
+        if self._base_videos is not None:
+            self._base_videos.cancel()
         await self.health.enter_graceful_shutdown()
         # Found by the fault suite: stopping at once refused the calls a balancer had already sent
         # here before it saw NOT_SERVING, and a client saw UNAVAILABLE during a rolling restart.

@@ -13,12 +13,14 @@ import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
 from lipsync_protos.lipsync.v1 import lipsync_pb2_grpc
+from lipsync_server.base_video import BaseVideos
 from lipsync_server.convert import error_response, infer_response, model_info, output_mode
 from lipsync_server.core import ServerCore, audio_input
 from lipsync_server.errors import InvalidArgumentError, LipsyncError
 from lipsync_server.render import RenderRequest
 from lipsync_server.speak import SpeakSession
 from lipsync_server.status import status_for
+from lipsync_server.video_stream import server_codecs
 
 # The request/response types vary per method; the stubs make the context generic over both.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -27,11 +29,14 @@ logger = logging.getLogger(__name__)
 
 # Requests of one StreamInfer call worked on at once; responses still leave in request order.
 STREAM_WINDOW = 8
+# GetBaseVideo sends its file in pieces of this size (gRPC's default message limit is 4 MiB).
+BASE_VIDEO_PIECE = 1 << 20
 
 
 class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
     def __init__(self, core: ServerCore) -> None:
         self._core = core
+        self._base_videos = BaseVideos(core.settings.cache_dir)
 
     @asynccontextmanager
     async def _rpc(self, method: str, context: Context) -> AsyncIterator[None]:
@@ -103,6 +108,37 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServicer):
             return pb.GetModelAudioResponse(
                 model_name=request.model_name, wav=wav, sample_rate=rate, duration_s=duration
             )
+
+    async def prepare_base_videos(self) -> None:
+        """Encode each ready model's base video in the preferred codec, one after the other (run in the
+        background once the models are loaded)."""
+        codecs = server_codecs()
+        for name in self._core.registry.ready_names() if codecs else []:
+            try:
+                await self._base_videos.get(self._core.model(name).package, codecs[0], self._core.runner.call)
+            except (LipsyncError, OSError, RuntimeError, ValueError) as error:
+                logger.warning("the base video of %s could not be made ahead: %s", name, error)
+
+    async def GetBaseVideo(
+        self, request: pb.GetBaseVideoRequest, context: Context
+    ) -> AsyncIterator[pb.GetBaseVideoResponse]:
+        async with self._rpc("GetBaseVideo", context):
+            package = self._core.model(request.model_name).package
+            codec = next((c for c in server_codecs() if int(c) == int(request.codec)), None)
+            if codec is None:
+                names = ", ".join(f"{c.name} ({int(c)})" for c in server_codecs())
+                raise InvalidArgumentError(f"codec {request.codec} is not one this server encodes: {names}")
+            data, etag = await self._base_videos.get(package, codec, self._core.runner.call)
+            if request.if_none_match == etag:
+                yield pb.GetBaseVideoResponse(etag=etag, size=len(data), not_modified=True)
+                return
+            view = memoryview(data)
+            for offset in range(0, len(data), BASE_VIDEO_PIECE):
+                piece = bytes(view[offset : offset + BASE_VIDEO_PIECE])
+                if offset == 0:
+                    yield pb.GetBaseVideoResponse(data=piece, etag=etag, size=len(data))
+                else:
+                    yield pb.GetBaseVideoResponse(data=piece)
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
         async with self._rpc("Infer", context):

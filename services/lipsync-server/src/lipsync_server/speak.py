@@ -7,6 +7,14 @@ not yet turned into frames; END (or the client half-closing) finishes the audio 
 An engine with a `speech_stream` (unet328: each frame hears 0.45 s of audio past its instant) gets the
 session's audio as one stream, and a frame leaves once the audio it hears has arrived; other engines
 (sprite) get each frame's own 1/fps of audio.
+
+A session may instead play the package's own audio track (`SpeakStart.play`): frames start_frame_id
+to the last, paced at the model's fps. Either kind may deliver its frames as video (`video_codecs`,
+see video_stream.py); a video or play session drops a frame that would leave more than a frame
+interval late while later frames are ready, instead of sending a backlog late. A caller that sets
+`SpeakStart.credits` (the proxy, for its viewers' credits) has a frame that is due while it has no
+credit dropped before it is rendered, so a viewer that falls behind skips frames instead of queueing
+them in the transport.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from lipsync_server.errors import InvalidArgumentError, LipsyncError
 from lipsync_server.mel import pcm16_to_float
 from lipsync_server.registry import ReadyModel
 from lipsync_server.render import AudioInput, RenderRequest
+from lipsync_server.video_stream import VideoStream
 
 # Audio a session may hold that has not become frames yet; a client sending faster is refused.
 MAX_BUFFERED_S = 30.0
@@ -68,6 +77,10 @@ class SpeakSession:
     interrupted: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     stream: SpeechStream | None = None
+    # Video output, when the client asked for a codec the server has; JPEG frames otherwise.
+    video: VideoStream | None = None
+    # Responses the caller can take now; None when it set no credits.
+    credits: int | None = None
 
     @classmethod
     def start(
@@ -93,13 +106,38 @@ class SpeakSession:
             samples_per_frame=round(rate / model.package.fps),
             next_template=template_walk(start.start_frame_id, model.package.frame_count),
             model=model,
-            stream=model.engine.speech_stream(model.package),
+            stream=None if start.play else model.engine.speech_stream(model.package),
+            video=VideoStream.negotiate(core, start.model_name, model.package, list(start.video_codecs)),
+            credits=start.credits if start.HasField("credits") else None,
         )
+
+    def _take_credit(self) -> bool:
+        """Spend a credit for the next response; False (the frame is dropped) when there is none."""
+        if self.credits is None:
+            return True
+        if self.credits <= 0:
+            return False
+        self.credits -= 1
+        return True
 
     async def _read(self, requests: AsyncIterator[pb.SpeakRequest]) -> None:
         try:
             async for message in requests:
                 kind = message.WhichOneof("kind")
+                if kind == "credit":
+                    if self.credits is not None:
+                        self.credits += message.credit
+                    continue
+                if kind == "control" and message.control.action == pb.SpeakControl.ACTION_KEY_FRAME:
+                    if self.video is not None:
+                        self.video.request_key_frame()
+                    continue
+                if kind == "audio" and (self.start_message.play or self.ended):
+                    raise InvalidArgumentError(
+                        "a play session plays the package's audio; it takes none"
+                        if self.start_message.play
+                        else "audio after ACTION_END"
+                    )
                 if kind == "audio":
                     if len(message.audio) % 2:
                         raise InvalidArgumentError("audio chunk has an odd byte count; send PCM16")
@@ -110,7 +148,11 @@ class SpeakSession:
                     self.audio.clear()
                     self.interrupted = True
                 elif kind == "control" and message.control.action == pb.SpeakControl.ACTION_END:
-                    break
+                    if self.credits is None:
+                        break
+                    # A caller with credits keeps granting them (and may ask for key frames) while
+                    # the frames of its audio are sent.
+                    self.ended = True
                 else:
                     raise InvalidArgumentError(f"unexpected Speak message {kind!r} after SpeakStart")
                 self.changed.set()
@@ -119,6 +161,10 @@ class SpeakSession:
             self.changed.set()
 
     async def run(self, requests: AsyncIterator[pb.SpeakRequest]) -> AsyncIterator[pb.SpeakResponse]:
+        if self.start_message.play:
+            async for response in self._play(requests):
+                yield response
+            return
         reader = asyncio.create_task(self._read(requests))
         frame_bytes = self.samples_per_frame * 2
         fps = SAMPLE_RATE / self.samples_per_frame
@@ -136,11 +182,11 @@ class SpeakSession:
                     if self.stream is not None:
                         self.stream = self.model.engine.speech_stream(self.model.package)
                     finished = False
-                    if spoken_since_end:
+                    if spoken_since_end and self._take_credit():
                         # One closed-mouth frame (silence) ends the interrupted utterance.
                         yield await self._frame(sequence, bytes(frame_bytes), end=True)
                         sequence += 1
-                        spoken_since_end = False
+                    spoken_since_end = False
                     continue
                 if not ready and (len(self.audio) >= frame_bytes or (self.ended and self.audio)):
                     chunk = bytes(self.audio[:frame_bytes]).ljust(frame_bytes, b"\0")
@@ -156,19 +202,55 @@ class SpeakSession:
                     last = self.ended and not self.audio and not ready and (self.stream is None or finished)
                     # Real-time pacing: frame n leaves no earlier than n/fps after the first.
                     delay = paced_from + sequence / fps - time.monotonic()
+                    backlog = bool(ready) or len(self.audio) >= frame_bytes
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    elif self.video is not None and backlog and -delay > 1 / fps and not last:
+                        sequence += 1  # dropped: its place in the audio stays, the video skips it
+                        continue
                     else:
                         paced_from -= delay  # a late frame restarts the clock instead of bursting
+                    if not self._take_credit():
+                        sequence += 1
+                        spoken_since_end = not last
+                        continue
                     yield await self._frame(sequence, source, end=last)
                     sequence += 1
                     spoken_since_end = not last
                     continue
                 if self.ended:
-                    await reader  # re-raise a protocol error from the reader, if any
+                    if reader.done():
+                        await reader  # re-raise a protocol error from the reader, if any
                     return
                 self.changed.clear()
                 await self.changed.wait()
+        finally:
+            reader.cancel()
+
+    async def _play(self, requests: AsyncIterator[pb.SpeakRequest]) -> AsyncIterator[pb.SpeakResponse]:
+        """Frames start_frame_id ... frame_count - 1 with the package's own audio, one per 1/fps; a
+        frame more than an interval late is dropped. Ends after the last frame or an INTERRUPT."""
+        reader = asyncio.create_task(self._read(requests))
+        package = self.model.package
+        first, last = self.start_message.start_frame_id, package.frame_count - 1
+        started = time.monotonic()
+        try:
+            for frame_id in range(first, last + 1):
+                if reader.done() and reader.exception() is not None:
+                    await reader  # a protocol error ends the call with its status
+                if self.interrupted:
+                    return
+                delay = started + (frame_id - first) / package.fps - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif -delay > 1 / package.fps and frame_id != last:
+                    continue
+                if not self._take_credit():
+                    continue
+                yield await self._frame(
+                    frame_id - first, None, end=frame_id == last, frame_id=frame_id,
+                    audio_time_ms=frame_id * 1000 / package.fps,
+                )  # fmt: skip
         finally:
             reader.cancel()
 
@@ -179,8 +261,20 @@ class SpeakSession:
         pcm = np.frombuffer(chunk, dtype="<i2").astype(np.int16, copy=False)
         return list(await self.core.runner.call(self.stream.push, pcm16_to_float(pcm)))
 
-    async def _frame(self, sequence: int, source: FrameSource, *, end: bool) -> pb.SpeakResponse:
-        frame_id = self.next_template()
+    async def _frame(
+        self,
+        sequence: int,
+        source: FrameSource | None,
+        *,
+        end: bool,
+        frame_id: int | None = None,
+        audio_time_ms: float | None = None,
+    ) -> pb.SpeakResponse:
+        """Frame `sequence` from `source` (None: the package's own audio for `frame_id`)."""
+        if frame_id is None:
+            frame_id = self.next_template()
+        if audio_time_ms is None:
+            audio_time_ms = sequence * 1000 * self.samples_per_frame / SAMPLE_RATE
         audio, features = None, None
         if isinstance(source, bytes):
             pcm = np.frombuffer(source, dtype="<i2").astype(np.int16, copy=False)
@@ -200,13 +294,12 @@ class SpeakSession:
             frame_id=frame_id,
         )
         try:
+            if self.video is not None:
+                return await self.video.response(request, audio_time_ms, end=end)
             (frame,) = await self.core.render(self.start_message.model_name, [request])
             response = infer_response(infer, request.output_mode, frame)
         except LipsyncError as error:
             response = error_response(infer, error)
         return pb.SpeakResponse(
-            sequence=sequence,
-            audio_time_ms=sequence * 1000 * self.samples_per_frame / SAMPLE_RATE,
-            frame=response,
-            end_of_utterance=end,
+            sequence=sequence, audio_time_ms=audio_time_ms, frame=response, end_of_utterance=end
         )

@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.backend_connections import Address, BackendConnections, sources_of
+from lipsync_proxy.base_video import BaseVideos
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor, FindBackends
@@ -175,6 +176,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         metrics,
         lambda: state.draining,
         backend.stats,
+        BaseVideos(backend.channel),
     )
     try:
         server = await serve(

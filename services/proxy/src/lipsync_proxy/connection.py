@@ -457,7 +457,7 @@ class ConnectionHandler:
                 return self._start_session(message)
         session = self._sessions.get(rid, (None,))[0]
         if session is None:
-            if isinstance(message, v2.Credit):
+            if isinstance(message, v2.Credit | v2.KeyFrameRequest):
                 return None  # It may have crossed the session's SESSION_END.
             return v2.encode_error(rid, "FAILED_PRECONDITION", f"no session {rid} is open")
         try:
@@ -468,6 +468,8 @@ class ConnectionHandler:
                     session.control(message.action)
                 case v2.Credit():
                     session.grant(message.credits)
+                case v2.KeyFrameRequest():
+                    session.request_key_frame()
         except SessionError as exc:
             return v2.encode_error(rid, exc.code, exc.message)
         return None

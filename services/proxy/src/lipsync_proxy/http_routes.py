@@ -1,8 +1,9 @@
 """Plain HTTP on the WebSocket port, answered from websockets' `process_request` hook.
 
 `/ws` continues to the WebSocket handshake when its origin is allowed (403 otherwise); `/health`,
-`/healthz`, `/readyz` and `/metrics` are answered here; any other path is a file of the static
-directory or 404. websockets closes the TCP connection after each such response.
+`/healthz`, `/readyz` and `/metrics` are answered here, and `/models/{name}/base-video` by
+base_video.py; any other path is a file of the static directory or 404. websockets closes the TCP
+connection after each such response.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from lipsync_proxy import static_files
 from lipsync_proxy.backend_stats import AddressStats
+from lipsync_proxy.base_video import BaseVideos, is_base_video_path
 from lipsync_proxy.health import NOT_SERVING, SERVING, BackendMonitor
 from lipsync_proxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lipsync_proxy.metrics import Metrics
@@ -32,7 +34,13 @@ WS_PATH = "/ws"
 JSON_TYPE = "application/json"
 
 
-def response(status: http.HTTPStatus, body: bytes, content_type: str, cache: str = "no-store") -> Response:
+def response(
+    status: http.HTTPStatus,
+    body: bytes,
+    content_type: str,
+    cache: str = "no-store",
+    extra: list[tuple[str, str]] | None = None,
+) -> Response:
     """A complete HTTP response; the connection closes after it."""
     headers = Headers(
         [
@@ -42,6 +50,7 @@ def response(status: http.HTTPStatus, body: bytes, content_type: str, cache: str
             ("Content-Type", content_type),
             ("Cache-Control", cache),
             ("X-Content-Type-Options", "nosniff"),
+            *(extra or []),
         ]
     )
     return Response(status.value, status.phrase, headers, body)
@@ -68,10 +77,12 @@ class HttpRoutes:
         metrics: Metrics,
         draining: Callable[[], bool],
         stats: AddressStats | None = None,
+        base_videos: BaseVideos | None = None,
     ) -> None:
         """`stats`: the frames sent to each backend address, for /health."""
         self._static_dir = static_dir
         self._stats = stats or AddressStats()
+        self._base_videos = base_videos
         self._allowed_origins = allowed_origins
         self._monitor = monitor
         self._metrics = metrics
@@ -91,6 +102,10 @@ class HttpRoutes:
             return json_response(status, {"ready": ready})
         if path == "/metrics":
             return response(http.HTTPStatus.OK, self._metrics.exposition(), METRICS_CONTENT_TYPE)
+        if self._base_videos is not None and is_base_video_path(path):
+            query = request.path.partition("?")[2]
+            answer = await self._base_videos.answer(path, query, request.headers.get("If-None-Match"))
+            return response(answer.status, answer.body, answer.content_type, answer.cache, answer.headers)
         return await self._static(path)
 
     def _websocket(self, request: Request) -> Response | None:

@@ -8,6 +8,12 @@ in the proxy. Audio the stream has not taken yet is bounded too: past `MAX_QUEUE
 proxy stops reading the connection until the stream catches up.
 Every session ends with exactly one SESSION_END.
 
+A session may ask for video output or play the model's own audio (docs/protocol.md, "Video output"):
+the proxy passes the codecs and the play flag to `Speak`, forwards each VIDEO_CONFIG and VIDEO_CHUNK as
+the server encoded it, and passes the client's credits and KEY_FRAME requests on, so the server drops
+a frame the viewer has no credit for before rendering it instead of queueing it in the transport.
+JPEG sessions (neither flag) run exactly as they did: their credits stay in the proxy.
+
 A session counts the frames its audio asked for (each frame the backend streamed, or that frame's
 error) and those it delivered; while tracing is on it runs inside its own span, the parent of the
 `Speak` call's client span.
@@ -19,6 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import grpc
 
@@ -69,15 +76,30 @@ class SpeakSession:
         self._room = asyncio.Event()
         self._audio_closed = False
         self._stream_closed = False
+        # Video and play sessions: the server sees the credits too (it drops what cannot be taken).
+        self._forwards_credits = bool(start.video_codecs) or start.play
 
     def grant(self, credits: int) -> None:
         """CREDIT: the client can take `credits` more messages."""
         self.credits += credits
         self._credit.set()
+        if self._forwards_credits and not self._stream_closed:
+            self._outbox.put_nowait(lipsync_pb2.SpeakRequest(credit=credits))
+
+    def request_key_frame(self) -> None:
+        """KEY_FRAME: passed to the server, which answers with a VIDEO_CONFIG and a key frame."""
+        if not self._stream_closed:
+            action = lipsync_pb2.SpeakControl.ACTION_KEY_FRAME
+            self._outbox.put_nowait(lipsync_pb2.SpeakRequest(control=lipsync_pb2.SpeakControl(action=action)))
 
     def _check_open(self) -> None:
         if self._stream_closed:
             raise SessionError("FAILED_PRECONDITION", f"session {self.id} is not open")
+        if self.start.play:
+            raise SessionError(
+                "FAILED_PRECONDITION",
+                f"session {self.id} plays the model's audio; it takes no audio or control",
+            )
         if self._audio_closed:
             raise SessionError("FAILED_PRECONDITION", f"session {self.id} has ended its audio")
 
@@ -106,7 +128,7 @@ class SpeakSession:
 
     def finish_speaking(self) -> None:
         """End the audio if it is still open (shutdown: let the server finish what it was sent)."""
-        if not self._audio_closed and not self._stream_closed:
+        if not self._audio_closed and not self._stream_closed and not self.start.play:
             self.control(v2.SessionAction.END)
 
     async def run(self) -> str:
@@ -142,7 +164,9 @@ class SpeakSession:
         code, message = "OK", ""
         try:
             while True:
-                while self.credits <= 0:
+                # The server spends a credit-forwarding session's credits itself (and ends the stream
+                # when its track ends, credits or not); the proxy gates the others.
+                while self.credits <= 0 and not self._forwards_credits:
                     self._credit.clear()
                     await self._credit.wait()
                 response = await call.read()
@@ -150,9 +174,9 @@ class SpeakSession:
                     break  # grpc.aio.EOF: the server ended the stream
                 self.credits -= 1
                 self.frames_requested += 1
-                data = self._encode(response)
-                await self._send(data)
-                self.sent_bytes += len(data)
+                for data in self._encode(response):
+                    await self._send(data)
+                    self.sent_bytes += len(data)
                 if not response.frame.HasField("error"):
                     self.frames_delivered += 1
         except grpc.aio.AioRpcError as exc:
@@ -181,6 +205,9 @@ class SpeakSession:
                 start_frame_id=start.start_frame_id,
                 sample_rate=SAMPLE_RATE,
                 jpeg_quality=start.jpeg_quality,
+                video_codecs=[cast(lipsync_pb2.VideoCodec, int(codec)) for codec in start.video_codecs],
+                play=start.play,
+                credits=start.credits if self._forwards_credits else None,
             )
         )
         try:
@@ -192,28 +219,68 @@ class SpeakSession:
                 if request.audio:
                     self._queued_bytes -= len(request.audio)
                     self._room.set()
-                elif request.control.action == lipsync_pb2.SpeakControl.ACTION_END:
+                elif (
+                    request.control.action == lipsync_pb2.SpeakControl.ACTION_END
+                    and not self._forwards_credits
+                ):
+                    # A credit-forwarding session keeps writing: its credits and key-frame requests
+                    # still matter while the server sends the frames of the audio it has.
                     await call.done_writing()
                     return
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             # The stream has ended; run() reads how and reports it.
             return
 
-    def _encode(self, response: lipsync_pb2.SpeakResponse) -> bytes:
+    def _encode(self, response: lipsync_pb2.SpeakResponse) -> list[bytes]:
         frame = response.frame
         if frame.HasField("error"):
             code = wire_code(status_of_number(frame.error.code))
-            return v2.encode_error(self.id, code, frame.error.message)
-        return v2.encode_session_frame(
-            self.id,
-            response.sequence,
-            response.audio_time_ms,
-            response.end_of_utterance,
-            frame.frame_id,
-            output_mode(frame.output_mode, self.start.output_mode),
-            bounds_of(frame),
-            frame.width,
-            frame.height,
-            timings_of(frame),
-            frame.image,
+            return [v2.encode_error(self.id, code, frame.error.message)]
+        if response.HasField("video_chunk"):
+            return self._encode_video(response)
+        return [
+            v2.encode_session_frame(
+                self.id,
+                response.sequence,
+                response.audio_time_ms,
+                response.end_of_utterance,
+                frame.frame_id,
+                output_mode(frame.output_mode, self.start.output_mode),
+                bounds_of(frame),
+                frame.width,
+                frame.height,
+                timings_of(frame),
+                frame.image,
+            )
+        ]
+
+    def _encode_video(self, response: lipsync_pb2.SpeakResponse) -> list[bytes]:
+        """A VIDEO_CONFIG when the server sent one, then the VIDEO_CHUNK; the chunk's bytes unchanged."""
+        messages = []
+        if response.HasField("video_config"):
+            config = response.video_config
+            messages.append(
+                v2.encode_video_config(
+                    self.id,
+                    v2.VideoCodec(config.codec),
+                    config.codec_string,
+                    config.width,
+                    config.height,
+                    config.description,
+                )
+            )
+        chunk = response.video_chunk
+        box = chunk.bounds
+        messages.append(
+            v2.encode_video_chunk(
+                self.id,
+                response.sequence,
+                response.audio_time_ms,
+                chunk.key_frame,
+                response.end_of_utterance,
+                chunk.frame_id,
+                (box.x1, box.y1, box.x2, box.y2),
+                chunk.data,
+            )
         )
+        return messages

@@ -7,16 +7,21 @@
 - :func:`refuse_microphone` makes ``getUserMedia`` fail as a browser does when permission is refused
   or no microphone exists.
 - :func:`tone_wav` makes the package audio the ``get_audio`` double serves.
+- :func:`drop_video_chunk` loses one video chunk on its way to the page and records its KEY_FRAMEs;
+  :func:`strip_video_request` makes the page's video session one the server answers with JPEGs.
 """
 
 from __future__ import annotations
 
 import array
 import base64
+import dataclasses
 import io
 import json
 import math
 import wave
+
+from lipsync_proxy.protocol import v2
 
 from .harness import Page, WebSocketRoute
 
@@ -108,3 +113,55 @@ def refuse_microphone(page: Page, error_name: str) -> None:
             Promise.reject(new DOMException('refused by the test double', {json.dumps(error_name)}));
         """
     )
+
+
+def drop_video_chunk(page: Page, after: int) -> list[int]:
+    """Route the page's WebSocket to the real proxy, dropping the first non-key VIDEO_CHUNK after
+    `after` chunks, as a lost message would. Returns the list the request ids of the page's KEY_FRAME
+    messages are appended to. Call before the page opens its WebSocket."""
+    key_frame_requests: list[int] = []
+    seen = [0]
+    dropped: list[int] = []
+
+    def handler(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, bytes) and message[:2] == bytes((v2.VERSION, v2.KEY_FRAME)):
+                key_frame_requests.append(int.from_bytes(message[4:8], "little"))
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            if isinstance(message, bytes) and message[:2] == bytes((v2.VERSION, v2.VIDEO_CHUNK)):
+                seen[0] += 1
+                if seen[0] > after and not message[2] & v2.FLAG_KEY_FRAME and not dropped:
+                    dropped.append(seen[0])
+                    return
+            route.send(message)
+
+        route.on_message(from_page)
+        server.on_message(from_server)
+
+    page.route_web_socket("**/ws", handler)
+    return key_frame_requests
+
+
+def strip_video_request(page: Page) -> None:
+    """Route the page's WebSocket to the real proxy, turning its video SESSION_START into one without
+    the video flag and codec list: the server then answers as to a client whose codecs it lacks, with
+    JPEG frames. Call before the page opens its WebSocket."""
+
+    def handler(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, bytes) and message[:2] == bytes((v2.VERSION, v2.SESSION_START)):
+                start = v2.decode_client(message)
+                assert isinstance(start, v2.SessionStart)
+                message = v2.encode_client(dataclasses.replace(start, video_codecs=()))
+            server.send(message)
+
+        route.on_message(from_page)
+        server.on_message(route.send)
+
+    page.route_web_socket("**/ws", handler)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,11 @@ def nginx(
             pytest.fail(f"the TLS browser test must run in CI: {reason}")
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("nginx")
+    # Run as root, nginx's workers are nobody: they must reach the base-video cache below `root`.
+    for directory in (root, *root.parents):
+        if directory == Path(tempfile.gettempdir()):
+            break
+        directory.chmod(directory.stat().st_mode | 0o011)
     key, certificate = root / "tls.key", root / "tls.crt"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -136,4 +142,18 @@ def test_the_microphone_works_on_the_tls_page(tls_client: ClientPage, nginx: Ngi
     page.click("#mic-button")
 
     expect(page.locator("#activity-log")).to_contain_text("Live session ended")
+    assert tls_client.errors == []
+
+
+def test_the_client_plays_video_output_through_nginx_over_tls(tls_client: ClientPage, nginx: Nginx) -> None:
+    page = tls_client.page
+    tls_client.open(f"{nginx.url}/")
+    expect(page.locator("#activity-log")).to_contain_text("Base video of demo: H.264")
+
+    page.click("#play-button")
+    expect(page.locator("#badge-delivery")).to_have_text("video H.264")
+    tls_client.wait_for_number("m-frames", 25)
+    page.click("#play-button")
+
+    assert tls_client.number("m-errors") == 0
     assert tls_client.errors == []

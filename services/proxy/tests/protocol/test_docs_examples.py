@@ -20,6 +20,8 @@ PCM = bytes.fromhex("0000 e803 d007 e803")
 JPEG = bytes.fromhex("ffd8ffd9")
 BOUNDS = Bounds(540, 180, 720, 360)
 TIMINGS = Timings(0.5, 1.0, 9.5, 1.25, 3.0, 15.25, 4)
+CROP_WINDOW = Bounds(528, 168, 720, 376)
+H264_START = bytes.fromhex("00000001 6742")
 
 
 def _examples() -> dict[str, str]:
@@ -207,6 +209,21 @@ CHECKS: dict[str, Callable[[str], None]] = {
         ),
     ),
     "v2-session-end": _server(v2.SessionEnd(7, "OK", ""), v2.encode_session_end(7)),
+    "v2-session-start-video": _client(
+        v2.SessionStart(8, "sanders", 0, credits=12, video_codecs=(v2.VideoCodec.H264, v2.VideoCodec.VP8))
+    ),
+    "v2-session-start-play": _client(
+        v2.SessionStart(9, "sanders", 0, credits=12, video_codecs=(v2.VideoCodec.H264,), play=True)
+    ),
+    "v2-video-config": _server(
+        v2.VideoConfig(8, v2.VideoCodec.H264, "avc1.42e01f", 192, 208, b""),
+        v2.encode_video_config(8, v2.VideoCodec.H264, "avc1.42e01f", 192, 208, b""),
+    ),
+    "v2-video-chunk": _server(
+        v2.VideoChunk(8, 0, 0.0, True, False, 0, CROP_WINDOW, H264_START),
+        v2.encode_video_chunk(8, 0, 0.0, True, False, 0, CROP_WINDOW, H264_START),
+    ),
+    "v2-key-frame": _client(v2.KeyFrameRequest(8)),
 }
 
 

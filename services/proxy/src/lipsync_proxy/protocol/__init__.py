@@ -48,7 +48,10 @@ Modules
     output_mode, bounds, width, height, timings, image)``, ``encode_error(request_id, code, message)``
     and ``encode_session_end(request_id, code="OK", message="")``; ``decode_server(data) ->
     ServerMessage`` (``FrameReply``, ``ErrorReply``, ``SessionFrame``, ``SessionEnd``) and its inverse
-    ``encode_server(message) -> bytes`` for clients and tests. The rules the connection handler
+    ``encode_server(message) -> bytes`` for clients and tests. Video output: ``SessionStart``'s
+    ``video_codecs`` (``VideoCodec``) and ``play``, ``KeyFrameRequest``, and from the server
+    ``encode_video_config`` / ``encode_video_chunk`` (``VideoConfig``, ``VideoChunk``), the chunk's
+    bytes as the server's encoder made them. The rules the connection handler
     enforces (one reply per INFER, credits, cancel) are in ``docs/protocol.md``, section "Rules the
     proxy enforces".
 """

@@ -12,7 +12,13 @@ every message byte by byte; the constants and structs below are that description
 Client messages decode with :func:`decode_client` and encode with :func:`encode_client` (for tests,
 the load generator and the browser's JavaScript twin). Server messages encode with the per-type
 functions that take plain values (:func:`encode_frame`, :func:`encode_error`,
-:func:`encode_session_frame`, :func:`encode_session_end`) and decode with :func:`decode_server`.
+:func:`encode_session_frame`, :func:`encode_session_end`, :func:`encode_video_config`,
+:func:`encode_video_chunk`) and decode with :func:`decode_server`.
+
+A session may ask for video output (SESSION_START flag ``VIDEO`` with the codecs the client decodes):
+its frames then arrive as VIDEO_CHUNKs of one encoded stream of the face region, each key frame after
+a VIDEO_CONFIG, and the client asks for a key frame with KEY_FRAME. The proxy forwards the chunks'
+bytes as the server encoded them.
 """
 
 from __future__ import annotations
@@ -45,13 +51,24 @@ SESSION_START = 0x10
 SESSION_AUDIO = 0x11
 SESSION_CONTROL = 0x12
 CREDIT = 0x13
+KEY_FRAME = 0x14
 ERROR = 0x80
 FRAME = 0x81
 SESSION_FRAME = 0x90
 SESSION_END = 0x91
+VIDEO_CONFIG = 0x92
+VIDEO_CHUNK = 0x93
 
 #: Flag of a SESSION_FRAME: the frame that ends an utterance (after END or INTERRUPT).
 FLAG_END_OF_UTTERANCE = 0x0001
+#: Flags of a SESSION_START: the session asks for video output (a codec list follows the traceparent);
+#: the session plays the model's own audio track, paced by the server (no SESSION_AUDIO).
+FLAG_VIDEO = 0x0001
+FLAG_PLAY = 0x0002
+#: Flags of a VIDEO_CHUNK: a key frame (decodable on its own, after the VIDEO_CONFIG before it); the
+#: chunk that ends an utterance.
+FLAG_KEY_FRAME = 0x0001
+FLAG_CHUNK_END_OF_UTTERANCE = 0x0002
 
 #: An INFER's audio window is at most 2 s of PCM16 mono at 16 kHz, as the server's AudioWindow.
 MAX_AUDIO_WINDOW_BYTES = 2 * SAMPLE_RATE * 2
@@ -75,6 +92,19 @@ _CREDIT = struct.Struct("<BBHI I")
 _STATUS = struct.Struct("<BBHI B")
 _FRAME = struct.Struct("<BBHI IHH4i6fHB")
 _SESSION_FRAME = struct.Struct("<BBHI Id IHH4i6fHB")
+_VIDEO_CONFIG = struct.Struct("<BBHI BBHH")
+_VIDEO_CHUNK = struct.Struct("<BBHI Id I4i")
+#: The longest codec string of a VIDEO_CONFIG (its length is one byte).
+MAX_CODEC_STRING_LENGTH = 255
+
+
+class VideoCodec(enum.IntEnum):
+    """A video codec a session may deliver; the numbers are the proto's ``VideoCodec``."""
+
+    H264 = 1
+    VP8 = 2
+    VP9 = 3
+    AV1 = 4
 
 
 class SessionAction(enum.IntEnum):
@@ -135,6 +165,10 @@ class SessionStart:
     #: Frames the client can take at once; CREDIT grants more.
     credits: int = 0
     traceparent: str | None = None
+    #: Non-empty: ask for video output; the codecs the client decodes, the one it prefers first.
+    video_codecs: tuple[VideoCodec, ...] = ()
+    #: Play the model's own audio track from ``start_frame_id``, paced by the server.
+    play: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +195,17 @@ class Credit:
     credits: int
 
 
-ClientMessage = InferRequest | Cancel | SessionStart | SessionAudio | SessionControl | Credit
+@dataclass(frozen=True, slots=True)
+class KeyFrameRequest:
+    """KEY_FRAME: the client lost or skipped a chunk of video session ``request_id`` and needs a key
+    frame (with its VIDEO_CONFIG) to decode again."""
+
+    request_id: int
+
+
+ClientMessage = (
+    InferRequest | Cancel | SessionStart | SessionAudio | SessionControl | Credit | KeyFrameRequest
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +261,38 @@ class SessionEnd:
     message: str
 
 
-ServerMessage = FrameReply | ErrorReply | SessionFrame | SessionEnd
+@dataclass(frozen=True, slots=True)
+class VideoConfig:
+    """VIDEO_CONFIG: how to decode the key frame that follows and the chunks after it."""
+
+    request_id: int
+    codec: VideoCodec
+    #: The WebCodecs codec string, e.g. ``avc1.42e01f``.
+    codec_string: str
+    #: The coded size of every chunk until the next VIDEO_CONFIG.
+    width: int
+    height: int
+    #: The decoder configuration record (WebCodecs' ``description``); empty when the stream carries
+    #: it in band (H.264 in Annex B, VP8, VP9, AV1).
+    description: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VideoChunk:
+    """VIDEO_CHUNK: one encoded frame of a video session; ``bounds`` is the crop window it covers."""
+
+    request_id: int
+    sequence: int
+    #: Where in the session's audio this frame sits (the chunk's timestamp).
+    audio_time_ms: float
+    key_frame: bool
+    end_of_utterance: bool
+    frame_id: int
+    bounds: Bounds
+    data: bytes
+
+
+ServerMessage = FrameReply | ErrorReply | SessionFrame | SessionEnd | VideoConfig | VideoChunk
 
 
 # --- client messages -------------------------------------------------------------------------------
@@ -230,10 +305,14 @@ def decode_client(data: bytes) -> ClientMessage:
     decoder = _CLIENT_DECODERS.get(kind)
     if decoder is None:
         raise ProtocolError(f"unknown client message type 0x{kind:02x}", request_id=request_id)
-    if flags:
+    if kind == SESSION_START and flags & ~(FLAG_VIDEO | FLAG_PLAY):
+        raise ProtocolError(f"unknown SESSION_START flags 0x{flags:04x}", request_id=request_id)
+    if kind != SESSION_START and flags:
         raise ProtocolError(f"flags must be 0 in client messages, got 0x{flags:04x}", request_id=request_id)
     if request_id == 0:
         raise ProtocolError("request id 0 is reserved; use 1 or more", request_id=request_id)
+    if kind == SESSION_START:
+        return _decode_session_start(data, request_id, flags)
     return decoder(data, request_id)
 
 
@@ -267,11 +346,15 @@ def _pack_client(message: ClientMessage) -> bytes:
             return fixed + name + traceparent + audio.pcm16
         case SessionStart():
             name, traceparent = message.model_name.encode("utf-8"), _ascii(message.traceparent)
+            flags = (FLAG_VIDEO if message.video_codecs else 0) | (FLAG_PLAY if message.play else 0)
             fixed = _SESSION_START.pack(
-                VERSION, SESSION_START, 0, rid, message.start_frame_id, message.output_mode.wire,
+                VERSION, SESSION_START, flags, rid, message.start_frame_id, message.output_mode.wire,
                 message.jpeg_quality, len(name), len(traceparent), message.credits,
             )  # fmt: skip
-            return fixed + name + traceparent
+            codecs = (
+                bytes([len(message.video_codecs), *message.video_codecs]) if message.video_codecs else b""
+            )
+            return fixed + name + traceparent + codecs
         case Cancel():
             return HEADER.pack(VERSION, CANCEL, 0, rid)
         case SessionAudio():
@@ -280,6 +363,8 @@ def _pack_client(message: ClientMessage) -> bytes:
             return _CONTROL.pack(VERSION, SESSION_CONTROL, 0, rid, message.action)
         case Credit():
             return _CREDIT.pack(VERSION, CREDIT, 0, rid, message.credits)
+        case KeyFrameRequest():
+            return HEADER.pack(VERSION, KEY_FRAME, 0, rid)
 
 
 def _ascii(text: str | None) -> bytes:
@@ -303,11 +388,16 @@ def _decode_infer(data: bytes, rid: int) -> InferRequest:
     )
 
 
-def _decode_session_start(data: bytes, rid: int) -> SessionStart:
+def _decode_session_start(data: bytes, rid: int, flags: int = 0) -> SessionStart:
     _need(data, _SESSION_START.size, "SESSION_START", rid)
     _, _, _, _, frame_id, mode, quality, name_len, tp_len, credits = _SESSION_START.unpack_from(data)
     name_end = _SESSION_START.size + name_len
     tp_end = name_end + tp_len
+    codecs: tuple[VideoCodec, ...] = ()
+    if flags & FLAG_VIDEO:
+        _need(data, tp_end + 1, "SESSION_START", rid)
+        codecs = _decode_codecs(data[tp_end + 1 : tp_end + 1 + data[tp_end]], data[tp_end], rid)
+        tp_end += 1 + len(codecs)
     _exact(data, tp_end, "SESSION_START", rid)
     return SessionStart(
         rid,
@@ -316,8 +406,31 @@ def _decode_session_start(data: bytes, rid: int) -> SessionStart:
         _decode_mode(mode, rid),
         _decode_quality(quality, rid),
         credits,
-        _decode_traceparent(data[name_end:tp_end], rid),
+        _decode_traceparent(data[name_end : name_end + tp_len], rid),
+        codecs,
+        bool(flags & FLAG_PLAY),
     )
+
+
+def _decode_codecs(raw: bytes, count: int, rid: int) -> tuple[VideoCodec, ...]:
+    if not 1 <= count <= len(VideoCodec):
+        raise ProtocolError(f"codec_count must be 1-{len(VideoCodec)}, got {count}", request_id=rid)
+    if len(raw) != count:
+        raise ProtocolError(f"SESSION_START is truncated: {count} codecs announced", request_id=rid)
+    try:
+        codecs = tuple(VideoCodec(value) for value in raw)
+    except ValueError:
+        raise ProtocolError(
+            f"a codec must be 1 (H.264), 2 (VP8), 3 (VP9) or 4 (AV1), got {list(raw)}", request_id=rid
+        ) from None
+    if len(set(codecs)) != count:
+        raise ProtocolError("each codec may be offered once", request_id=rid)
+    return codecs
+
+
+def _decode_key_frame(data: bytes, rid: int) -> KeyFrameRequest:
+    _exact(data, HEADER.size, "KEY_FRAME", rid)
+    return KeyFrameRequest(rid)
 
 
 def _decode_cancel(data: bytes, rid: int) -> Cancel:
@@ -401,6 +514,7 @@ _CLIENT_DECODERS: dict[int, Callable[[bytes, int], ClientMessage]] = {
     SESSION_AUDIO: _decode_session_audio,
     SESSION_CONTROL: _decode_session_control,
     CREDIT: _decode_credit,
+    KEY_FRAME: _decode_key_frame,
 }
 
 
@@ -447,6 +561,36 @@ def encode_session_frame(
         frame_id, width, height, *bounds, *timings, output_mode.wire,
     )  # fmt: skip
     return fixed + image
+
+
+def encode_video_config(
+    request_id: int, codec: VideoCodec, codec_string: str, width: int, height: int, description: bytes
+) -> bytes:
+    """VIDEO_CONFIG of video session ``request_id``: the decoder configuration for the key frame that
+    follows. Raises ValueError for a codec string that is not 1-255 ASCII characters."""
+    text = codec_string.encode("ascii", "replace")
+    if not 0 < len(text) <= MAX_CODEC_STRING_LENGTH:
+        raise ValueError(f"a codec string is 1-{MAX_CODEC_STRING_LENGTH} ASCII characters")
+    fixed = _VIDEO_CONFIG.pack(VERSION, VIDEO_CONFIG, 0, request_id, codec, len(text), width, height)
+    return fixed + text + description
+
+
+def encode_video_chunk(
+    request_id: int,
+    sequence: int,
+    audio_time_ms: float,
+    key_frame: bool,
+    end_of_utterance: bool,
+    frame_id: int,
+    bounds: tuple[int, int, int, int],
+    data: bytes | memoryview,
+) -> bytes:
+    """VIDEO_CHUNK, one encoded frame of video session ``request_id``, the encoder's bytes unchanged."""
+    flags = (FLAG_KEY_FRAME if key_frame else 0) | (FLAG_CHUNK_END_OF_UTTERANCE if end_of_utterance else 0)
+    fixed = _VIDEO_CHUNK.pack(
+        VERSION, VIDEO_CHUNK, flags, request_id, sequence, audio_time_ms, frame_id, *bounds
+    )
+    return fixed + data
 
 
 def encode_error(request_id: int, code: str, message: str) -> bytes:
@@ -506,6 +650,26 @@ def encode_server(message: ServerMessage) -> bytes:
             return encode_error(message.request_id, message.code, message.message)
         case SessionEnd():
             return encode_session_end(message.request_id, message.code, message.message)
+        case VideoConfig():
+            return encode_video_config(
+                message.request_id,
+                message.codec,
+                message.codec_string,
+                message.width,
+                message.height,
+                message.description,
+            )
+        case VideoChunk():
+            return encode_video_chunk(
+                message.request_id,
+                message.sequence,
+                message.audio_time_ms,
+                message.key_frame,
+                message.end_of_utterance,
+                message.frame_id,
+                message.bounds,
+                message.data,
+            )
 
 
 def decode_server(data: bytes) -> ServerMessage:
@@ -515,7 +679,7 @@ def decode_server(data: bytes) -> ServerMessage:
     decoder = _SERVER_DECODERS.get(kind)
     if decoder is None:
         raise ProtocolError(f"unknown server message type 0x{kind:02x}", request_id=request_id)
-    allowed = FLAG_END_OF_UTTERANCE if kind == SESSION_FRAME else 0
+    allowed = _SERVER_FLAGS.get(kind, 0)
     if flags & ~allowed:
         raise ProtocolError(f"unknown flags 0x{flags:04x}", request_id=request_id)
     return decoder(data, flags, request_id)
@@ -554,6 +718,36 @@ def _decode_session_frame(data: bytes, flags: int, rid: int) -> SessionFrame:
     )
 
 
+def _decode_video_config(data: bytes, flags: int, rid: int) -> VideoConfig:
+    _need(data, _VIDEO_CONFIG.size, "VIDEO_CONFIG", rid)
+    _, _, _, _, codec, text_len, width, height = _VIDEO_CONFIG.unpack_from(data)
+    text_end = _VIDEO_CONFIG.size + text_len
+    _need(data, text_end, "VIDEO_CONFIG", rid)
+    try:
+        video_codec = VideoCodec(codec)
+    except ValueError:
+        raise ProtocolError(f"VIDEO_CONFIG codec {codec} is unknown", request_id=rid) from None
+    text = data[_VIDEO_CONFIG.size : text_end]
+    if not text or not text.isascii():
+        raise ProtocolError("VIDEO_CONFIG codec string must be 1-255 ASCII characters", request_id=rid)
+    return VideoConfig(rid, video_codec, text.decode("ascii"), width, height, data[text_end:])
+
+
+def _decode_video_chunk(data: bytes, flags: int, rid: int) -> VideoChunk:
+    _need(data, _VIDEO_CHUNK.size + 1, "VIDEO_CHUNK", rid)
+    fields = _VIDEO_CHUNK.unpack_from(data)
+    return VideoChunk(
+        rid,
+        fields[4],
+        fields[5],
+        bool(flags & FLAG_KEY_FRAME),
+        bool(flags & FLAG_CHUNK_END_OF_UTTERANCE),
+        fields[6],
+        Bounds(*fields[7:11]),
+        data[_VIDEO_CHUNK.size :],
+    )
+
+
 def _decode_error(data: bytes, flags: int, rid: int) -> ErrorReply:
     code, message = _decode_status(data, "ERROR", rid)
     if code == "OK":
@@ -586,6 +780,12 @@ _SERVER_DECODERS: dict[int, Callable[[bytes, int, int], ServerMessage]] = {
     FRAME: _decode_frame,
     SESSION_FRAME: _decode_session_frame,
     SESSION_END: _decode_session_end,
+    VIDEO_CONFIG: _decode_video_config,
+    VIDEO_CHUNK: _decode_video_chunk,
+}
+_SERVER_FLAGS = {
+    SESSION_FRAME: FLAG_END_OF_UTTERANCE,
+    VIDEO_CHUNK: FLAG_KEY_FRAME | FLAG_CHUNK_END_OF_UTTERANCE,
 }
 
 

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lipsync_protos/lipsync/v1/lipsync.proto\x12\nlipsync.v1\"8\n\x06\x42ounds\x12\n\n\x02x1\x18\x01 \x01(\x05\x12\n\n\x02y1\x18\x02 \x01(\x05\x12\n\n\x02x2\x18\x03 \x01(\x05\x12\n\n\x02y2\x18\x04 \x01(\x05\"\x9b\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x19\n\x11\x61udio_features_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x14\n\x0c\x63omposite_ms\x18\x04 \x01(\x01\x12\x11\n\tencode_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\x12\x12\n\nbatch_size\x18\x07 \x01(\x05\"_\n\x0b\x41udioWindow\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x1a\n\rcenter_sample\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_center_sample\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.lipsync.v1.ModelInfo\"-\n\x17GetModelMetadataRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xb7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.lipsync.v1.ModelState\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x18\n\x10\x61vailable_videos\x18\x08 \x03(\t\x12\x11\n\thas_audio\x18\t \x01(\x08\x12\x18\n\x10\x61udio_duration_s\x18\n \x01(\x01\x12\x16\n\x0epackage_format\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\naudio_path\x18\r \x01(\t\x12\"\n\x06\x62ounds\x18\x0e \x01(\x0b\x32\x12.lipsync.v1.Bounds\"R\n\x14GetVideoFrameRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x05\x12\x14\n\x0cjpeg_quality\x18\x03 \x01(\x05\"k\n\x15GetVideoFrameResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x05\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"*\n\x14GetModelAudioRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"a\n\x15GetModelAudioResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0b\n\x03wav\x18\x02 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\xb3\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\x05\x12+\n\x0boutput_mode\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12&\n\x05\x61udio\x18\x05 \x01(\x0b\x32\x17.lipsync.v1.AudioWindow\x12\x14\n\x0cjpeg_quality\x18\x06 \x01(\x05\"\x90\x02\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\x05\x12+\n\x0boutput_mode\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12\r\n\x05image\x18\x05 \x01(\x0c\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\"\n\x06\x62ounds\x18\x08 \x01(\x0b\x32\x12.lipsync.v1.Bounds\x12$\n\x07timings\x18\t \x01(\x0b\x32\x13.lipsync.v1.Timings\x12 \n\x05\x65rror\x18\n \x01(\x0b\x32\x11.lipsync.v1.Error\"?\n\x11InferBatchRequest\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.lipsync.v1.InferRequest\"T\n\x12InferBatchResponse\x12,\n\tresponses\x18\x01 \x03(\x0b\x32\x19.lipsync.v1.InferResponse\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\"\xa4\x01\n\nSpeakStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12+\n\x0boutput_mode\x18\x03 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12\x16\n\x0estart_frame_id\x18\x04 \x01(\x05\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x05\x12\x14\n\x0cjpeg_quality\x18\x06 \x01(\x05\"\x87\x01\n\x0cSpeakControl\x12/\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1f.lipsync.v1.SpeakControl.Action\"F\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_INTERRUPT\x10\x01\x12\x0e\n\nACTION_END\x10\x02\"}\n\x0cSpeakRequest\x12\'\n\x05start\x18\x01 \x01(\x0b\x32\x16.lipsync.v1.SpeakStartH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12+\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x18.lipsync.v1.SpeakControlH\x00\x42\x06\n\x04kind\"|\n\rSpeakResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x15\n\raudio_time_ms\x18\x02 \x01(\x01\x12(\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x19.lipsync.v1.InferResponse\x12\x18\n\x10\x65nd_of_utterance\x18\x04 \x01(\x08\".\n\x10LoadModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x11LoadModelResponse\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.ModelInfo\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\"(\n\x12UnloadModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\'\n\x13UnloadModelResponse\x12\x10\n\x08unloaded\x18\x01 \x01(\x08*`\n\nOutputMode\x12\x1b\n\x17OUTPUT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTPUT_MODE_FULL_FRAME\x10\x01\x12\x19\n\x15OUTPUT_MODE_FACE_CROP\x10\x02*q\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x32\x81\x06\n\x07LipSync\x12K\n\nListModels\x12\x1d.lipsync.v1.ListModelsRequest\x1a\x1e.lipsync.v1.ListModelsResponse\x12N\n\x10GetModelMetadata\x12#.lipsync.v1.GetModelMetadataRequest\x1a\x15.lipsync.v1.ModelInfo\x12T\n\rGetVideoFrame\x12 .lipsync.v1.GetVideoFrameRequest\x1a!.lipsync.v1.GetVideoFrameResponse\x12T\n\rGetModelAudio\x12 .lipsync.v1.GetModelAudioRequest\x1a!.lipsync.v1.GetModelAudioResponse\x12<\n\x05Infer\x12\x18.lipsync.v1.InferRequest\x1a\x19.lipsync.v1.InferResponse\x12K\n\nInferBatch\x12\x1d.lipsync.v1.InferBatchRequest\x1a\x1e.lipsync.v1.InferBatchResponse\x12\x46\n\x0bStreamInfer\x12\x18.lipsync.v1.InferRequest\x1a\x19.lipsync.v1.InferResponse(\x01\x30\x01\x12@\n\x05Speak\x12\x18.lipsync.v1.SpeakRequest\x1a\x19.lipsync.v1.SpeakResponse(\x01\x30\x01\x12H\n\tLoadModel\x12\x1c.lipsync.v1.LoadModelRequest\x1a\x1d.lipsync.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.lipsync.v1.UnloadModelRequest\x1a\x1f.lipsync.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lipsync_protos/lipsync/v1/lipsync.proto\x12\nlipsync.v1\"8\n\x06\x42ounds\x12\n\n\x02x1\x18\x01 \x01(\x05\x12\n\n\x02y1\x18\x02 \x01(\x05\x12\n\n\x02x2\x18\x03 \x01(\x05\x12\n\n\x02y2\x18\x04 \x01(\x05\"\x9b\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x19\n\x11\x61udio_features_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x14\n\x0c\x63omposite_ms\x18\x04 \x01(\x01\x12\x11\n\tencode_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\x12\x12\n\nbatch_size\x18\x07 \x01(\x05\"_\n\x0b\x41udioWindow\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x1a\n\rcenter_sample\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_center_sample\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.lipsync.v1.ModelInfo\"-\n\x17GetModelMetadataRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xb7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.lipsync.v1.ModelState\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x18\n\x10\x61vailable_videos\x18\x08 \x03(\t\x12\x11\n\thas_audio\x18\t \x01(\x08\x12\x18\n\x10\x61udio_duration_s\x18\n \x01(\x01\x12\x16\n\x0epackage_format\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\naudio_path\x18\r \x01(\t\x12\"\n\x06\x62ounds\x18\x0e \x01(\x0b\x32\x12.lipsync.v1.Bounds\"R\n\x14GetVideoFrameRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x05\x12\x14\n\x0cjpeg_quality\x18\x03 \x01(\x05\"k\n\x15GetVideoFrameResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x05\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"*\n\x14GetModelAudioRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"a\n\x15GetModelAudioResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0b\n\x03wav\x18\x02 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"g\n\x13GetBaseVideoRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12%\n\x05\x63odec\x18\x02 \x01(\x0e\x32\x16.lipsync.v1.VideoCodec\x12\x15\n\rif_none_match\x18\x03 \x01(\t\"V\n\x14GetBaseVideoResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x14\n\x0cnot_modified\x18\x04 \x01(\x08\"\xb3\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\x05\x12+\n\x0boutput_mode\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12&\n\x05\x61udio\x18\x05 \x01(\x0b\x32\x17.lipsync.v1.AudioWindow\x12\x14\n\x0cjpeg_quality\x18\x06 \x01(\x05\"\x90\x02\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\x05\x12+\n\x0boutput_mode\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12\r\n\x05image\x18\x05 \x01(\x0c\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\"\n\x06\x62ounds\x18\x08 \x01(\x0b\x32\x12.lipsync.v1.Bounds\x12$\n\x07timings\x18\t \x01(\x0b\x32\x13.lipsync.v1.Timings\x12 \n\x05\x65rror\x18\n \x01(\x0b\x32\x11.lipsync.v1.Error\"?\n\x11InferBatchRequest\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.lipsync.v1.InferRequest\"T\n\x12InferBatchResponse\x12,\n\tresponses\x18\x01 \x03(\x0b\x32\x19.lipsync.v1.InferResponse\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\"\x82\x02\n\nSpeakStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12+\n\x0boutput_mode\x18\x03 \x01(\x0e\x32\x16.lipsync.v1.OutputMode\x12\x16\n\x0estart_frame_id\x18\x04 \x01(\x05\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x05\x12\x14\n\x0cjpeg_quality\x18\x06 \x01(\x05\x12,\n\x0cvideo_codecs\x18\x07 \x03(\x0e\x32\x16.lipsync.v1.VideoCodec\x12\x0c\n\x04play\x18\x08 \x01(\x08\x12\x14\n\x07\x63redits\x18\t \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_credits\"\x9d\x01\n\x0cSpeakControl\x12/\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1f.lipsync.v1.SpeakControl.Action\"\\\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_INTERRUPT\x10\x01\x12\x0e\n\nACTION_END\x10\x02\x12\x14\n\x10\x41\x43TION_KEY_FRAME\x10\x03\"\x8f\x01\n\x0cSpeakRequest\x12\'\n\x05start\x18\x01 \x01(\x0b\x32\x16.lipsync.v1.SpeakStartH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12+\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x18.lipsync.v1.SpeakControlH\x00\x12\x10\n\x06\x63redit\x18\x04 \x01(\rH\x00\x42\x06\n\x04kind\"~\n\x0bVideoConfig\x12%\n\x05\x63odec\x18\x01 \x01(\x0e\x32\x16.lipsync.v1.VideoCodec\x12\x14\n\x0c\x63odec_string\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\x0c\"\x89\x01\n\nVideoChunk\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x05\x12\x11\n\tkey_frame\x18\x02 \x01(\x08\x12\"\n\x06\x62ounds\x18\x03 \x01(\x0b\x32\x12.lipsync.v1.Bounds\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12$\n\x07timings\x18\x05 \x01(\x0b\x32\x13.lipsync.v1.Timings\"\xd8\x01\n\rSpeakResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x15\n\raudio_time_ms\x18\x02 \x01(\x01\x12(\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x19.lipsync.v1.InferResponse\x12\x18\n\x10\x65nd_of_utterance\x18\x04 \x01(\x08\x12-\n\x0cvideo_config\x18\x05 \x01(\x0b\x32\x17.lipsync.v1.VideoConfig\x12+\n\x0bvideo_chunk\x18\x06 \x01(\x0b\x32\x16.lipsync.v1.VideoChunk\".\n\x10LoadModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x11LoadModelResponse\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.ModelInfo\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\"(\n\x12UnloadModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\'\n\x13UnloadModelResponse\x12\x10\n\x08unloaded\x18\x01 \x01(\x08*`\n\nOutputMode\x12\x1b\n\x17OUTPUT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTPUT_MODE_FULL_FRAME\x10\x01\x12\x19\n\x15OUTPUT_MODE_FACE_CROP\x10\x02*~\n\nVideoCodec\x12\x1b\n\x17VIDEO_CODEC_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_CODEC_H264\x10\x01\x12\x13\n\x0fVIDEO_CODEC_VP8\x10\x02\x12\x13\n\x0fVIDEO_CODEC_VP9\x10\x03\x12\x13\n\x0fVIDEO_CODEC_AV1\x10\x04*q\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x32\xd6\x06\n\x07LipSync\x12K\n\nListModels\x12\x1d.lipsync.v1.ListModelsRequest\x1a\x1e.lipsync.v1.ListModelsResponse\x12N\n\x10GetModelMetadata\x12#.lipsync.v1.GetModelMetadataRequest\x1a\x15.lipsync.v1.ModelInfo\x12T\n\rGetVideoFrame\x12 .lipsync.v1.GetVideoFrameRequest\x1a!.lipsync.v1.GetVideoFrameResponse\x12T\n\rGetModelAudio\x12 .lipsync.v1.GetModelAudioRequest\x1a!.lipsync.v1.GetModelAudioResponse\x12S\n\x0cGetBaseVideo\x12\x1f.lipsync.v1.GetBaseVideoRequest\x1a .lipsync.v1.GetBaseVideoResponse0\x01\x12<\n\x05Infer\x12\x18.lipsync.v1.InferRequest\x1a\x19.lipsync.v1.InferResponse\x12K\n\nInferBatch\x12\x1d.lipsync.v1.InferBatchRequest\x1a\x1e.lipsync.v1.InferBatchResponse\x12\x46\n\x0bStreamInfer\x12\x18.lipsync.v1.InferRequest\x1a\x19.lipsync.v1.InferResponse(\x01\x30\x01\x12@\n\x05Speak\x12\x18.lipsync.v1.SpeakRequest\x1a\x19.lipsync.v1.SpeakResponse(\x01\x30\x01\x12H\n\tLoadModel\x12\x1c.lipsync.v1.LoadModelRequest\x1a\x1d.lipsync.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.lipsync.v1.UnloadModelRequest\x1a\x1f.lipsync.v1.UnloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lipsync_protos.lipsync.v1.lipsync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTMODE']._serialized_start=2560
-  _globals['_OUTPUTMODE']._serialized_end=2656
-  _globals['_MODELSTATE']._serialized_start=2658
-  _globals['_MODELSTATE']._serialized_end=2771
+  _globals['_OUTPUTMODE']._serialized_start=3249
+  _globals['_OUTPUTMODE']._serialized_end=3345
+  _globals['_VIDEOCODEC']._serialized_start=3347
+  _globals['_VIDEOCODEC']._serialized_end=3473
+  _globals['_MODELSTATE']._serialized_start=3475
+  _globals['_MODELSTATE']._serialized_end=3588
   _globals['_BOUNDS']._serialized_start=55
   _globals['_BOUNDS']._serialized_end=111
   _globals['_TIMINGS']._serialized_start=114
@@ -59,32 +61,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELAUDIOREQUEST']._serialized_end=1086
   _globals['_GETMODELAUDIORESPONSE']._serialized_start=1088
   _globals['_GETMODELAUDIORESPONSE']._serialized_end=1185
-  _globals['_INFERREQUEST']._serialized_start=1188
-  _globals['_INFERREQUEST']._serialized_end=1367
-  _globals['_INFERRESPONSE']._serialized_start=1370
-  _globals['_INFERRESPONSE']._serialized_end=1642
-  _globals['_INFERBATCHREQUEST']._serialized_start=1644
-  _globals['_INFERBATCHREQUEST']._serialized_end=1707
-  _globals['_INFERBATCHRESPONSE']._serialized_start=1709
-  _globals['_INFERBATCHRESPONSE']._serialized_end=1793
-  _globals['_SPEAKSTART']._serialized_start=1796
-  _globals['_SPEAKSTART']._serialized_end=1960
-  _globals['_SPEAKCONTROL']._serialized_start=1963
-  _globals['_SPEAKCONTROL']._serialized_end=2098
-  _globals['_SPEAKCONTROL_ACTION']._serialized_start=2028
-  _globals['_SPEAKCONTROL_ACTION']._serialized_end=2098
-  _globals['_SPEAKREQUEST']._serialized_start=2100
-  _globals['_SPEAKREQUEST']._serialized_end=2225
-  _globals['_SPEAKRESPONSE']._serialized_start=2227
-  _globals['_SPEAKRESPONSE']._serialized_end=2351
-  _globals['_LOADMODELREQUEST']._serialized_start=2353
-  _globals['_LOADMODELREQUEST']._serialized_end=2399
-  _globals['_LOADMODELRESPONSE']._serialized_start=2401
-  _globals['_LOADMODELRESPONSE']._serialized_end=2475
-  _globals['_UNLOADMODELREQUEST']._serialized_start=2477
-  _globals['_UNLOADMODELREQUEST']._serialized_end=2517
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=2519
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=2558
-  _globals['_LIPSYNC']._serialized_start=2774
-  _globals['_LIPSYNC']._serialized_end=3543
+  _globals['_GETBASEVIDEOREQUEST']._serialized_start=1187
+  _globals['_GETBASEVIDEOREQUEST']._serialized_end=1290
+  _globals['_GETBASEVIDEORESPONSE']._serialized_start=1292
+  _globals['_GETBASEVIDEORESPONSE']._serialized_end=1378
+  _globals['_INFERREQUEST']._serialized_start=1381
+  _globals['_INFERREQUEST']._serialized_end=1560
+  _globals['_INFERRESPONSE']._serialized_start=1563
+  _globals['_INFERRESPONSE']._serialized_end=1835
+  _globals['_INFERBATCHREQUEST']._serialized_start=1837
+  _globals['_INFERBATCHREQUEST']._serialized_end=1900
+  _globals['_INFERBATCHRESPONSE']._serialized_start=1902
+  _globals['_INFERBATCHRESPONSE']._serialized_end=1986
+  _globals['_SPEAKSTART']._serialized_start=1989
+  _globals['_SPEAKSTART']._serialized_end=2247
+  _globals['_SPEAKCONTROL']._serialized_start=2250
+  _globals['_SPEAKCONTROL']._serialized_end=2407
+  _globals['_SPEAKCONTROL_ACTION']._serialized_start=2315
+  _globals['_SPEAKCONTROL_ACTION']._serialized_end=2407
+  _globals['_SPEAKREQUEST']._serialized_start=2410
+  _globals['_SPEAKREQUEST']._serialized_end=2553
+  _globals['_VIDEOCONFIG']._serialized_start=2555
+  _globals['_VIDEOCONFIG']._serialized_end=2681
+  _globals['_VIDEOCHUNK']._serialized_start=2684
+  _globals['_VIDEOCHUNK']._serialized_end=2821
+  _globals['_SPEAKRESPONSE']._serialized_start=2824
+  _globals['_SPEAKRESPONSE']._serialized_end=3040
+  _globals['_LOADMODELREQUEST']._serialized_start=3042
+  _globals['_LOADMODELREQUEST']._serialized_end=3088
+  _globals['_LOADMODELRESPONSE']._serialized_start=3090
+  _globals['_LOADMODELRESPONSE']._serialized_end=3164
+  _globals['_UNLOADMODELREQUEST']._serialized_start=3166
+  _globals['_UNLOADMODELREQUEST']._serialized_end=3206
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=3208
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=3247
+  _globals['_LIPSYNC']._serialized_start=3591
+  _globals['_LIPSYNC']._serialized_end=4445
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,14 @@ class OutputMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_MODE_FULL_FRAME: _ClassVar[OutputMode]
     OUTPUT_MODE_FACE_CROP: _ClassVar[OutputMode]
 
+class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H264: _ClassVar[VideoCodec]
+    VIDEO_CODEC_VP8: _ClassVar[VideoCodec]
+    VIDEO_CODEC_VP9: _ClassVar[VideoCodec]
+    VIDEO_CODEC_AV1: _ClassVar[VideoCodec]
+
 class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
@@ -22,6 +30,11 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 OUTPUT_MODE_UNSPECIFIED: OutputMode
 OUTPUT_MODE_FULL_FRAME: OutputMode
 OUTPUT_MODE_FACE_CROP: OutputMode
+VIDEO_CODEC_UNSPECIFIED: VideoCodec
+VIDEO_CODEC_H264: VideoCodec
+VIDEO_CODEC_VP8: VideoCodec
+VIDEO_CODEC_VP9: VideoCodec
+VIDEO_CODEC_AV1: VideoCodec
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_READY: ModelState
@@ -165,6 +178,28 @@ class GetModelAudioResponse(_message.Message):
     duration_s: float
     def __init__(self, model_name: _Optional[str] = ..., wav: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
+class GetBaseVideoRequest(_message.Message):
+    __slots__ = ("model_name", "codec", "if_none_match")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    IF_NONE_MATCH_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    codec: VideoCodec
+    if_none_match: str
+    def __init__(self, model_name: _Optional[str] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., if_none_match: _Optional[str] = ...) -> None: ...
+
+class GetBaseVideoResponse(_message.Message):
+    __slots__ = ("data", "etag", "size", "not_modified")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    etag: str
+    size: int
+    not_modified: bool
+    def __init__(self, data: _Optional[bytes] = ..., etag: _Optional[str] = ..., size: _Optional[int] = ..., not_modified: _Optional[bool] = ...) -> None: ...
+
 class InferRequest(_message.Message):
     __slots__ = ("request_id", "model_name", "frame_id", "output_mode", "audio", "jpeg_quality")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -220,20 +255,26 @@ class InferBatchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[InferResponse, _Mapping]]] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SpeakStart(_message.Message):
-    __slots__ = ("request_id", "model_name", "output_mode", "start_frame_id", "sample_rate", "jpeg_quality")
+    __slots__ = ("request_id", "model_name", "output_mode", "start_frame_id", "sample_rate", "jpeg_quality", "video_codecs", "play", "credits")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_MODE_FIELD_NUMBER: _ClassVar[int]
     START_FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CODECS_FIELD_NUMBER: _ClassVar[int]
+    PLAY_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model_name: str
     output_mode: OutputMode
     start_frame_id: int
     sample_rate: int
     jpeg_quality: int
-    def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., output_mode: _Optional[_Union[OutputMode, str]] = ..., start_frame_id: _Optional[int] = ..., sample_rate: _Optional[int] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
+    video_codecs: _containers.RepeatedScalarFieldContainer[VideoCodec]
+    play: bool
+    credits: int
+    def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., output_mode: _Optional[_Union[OutputMode, str]] = ..., start_frame_id: _Optional[int] = ..., sample_rate: _Optional[int] = ..., jpeg_quality: _Optional[int] = ..., video_codecs: _Optional[_Iterable[_Union[VideoCodec, str]]] = ..., play: _Optional[bool] = ..., credits: _Optional[int] = ...) -> None: ...
 
 class SpeakControl(_message.Message):
     __slots__ = ("action",)
@@ -242,34 +283,70 @@ class SpeakControl(_message.Message):
         ACTION_UNSPECIFIED: _ClassVar[SpeakControl.Action]
         ACTION_INTERRUPT: _ClassVar[SpeakControl.Action]
         ACTION_END: _ClassVar[SpeakControl.Action]
+        ACTION_KEY_FRAME: _ClassVar[SpeakControl.Action]
     ACTION_UNSPECIFIED: SpeakControl.Action
     ACTION_INTERRUPT: SpeakControl.Action
     ACTION_END: SpeakControl.Action
+    ACTION_KEY_FRAME: SpeakControl.Action
     ACTION_FIELD_NUMBER: _ClassVar[int]
     action: SpeakControl.Action
     def __init__(self, action: _Optional[_Union[SpeakControl.Action, str]] = ...) -> None: ...
 
 class SpeakRequest(_message.Message):
-    __slots__ = ("start", "audio", "control")
+    __slots__ = ("start", "audio", "control", "credit")
     START_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     CONTROL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     start: SpeakStart
     audio: bytes
     control: SpeakControl
-    def __init__(self, start: _Optional[_Union[SpeakStart, _Mapping]] = ..., audio: _Optional[bytes] = ..., control: _Optional[_Union[SpeakControl, _Mapping]] = ...) -> None: ...
+    credit: int
+    def __init__(self, start: _Optional[_Union[SpeakStart, _Mapping]] = ..., audio: _Optional[bytes] = ..., control: _Optional[_Union[SpeakControl, _Mapping]] = ..., credit: _Optional[int] = ...) -> None: ...
+
+class VideoConfig(_message.Message):
+    __slots__ = ("codec", "codec_string", "width", "height", "description")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    CODEC_STRING_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    codec: VideoCodec
+    codec_string: str
+    width: int
+    height: int
+    description: bytes
+    def __init__(self, codec: _Optional[_Union[VideoCodec, str]] = ..., codec_string: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., description: _Optional[bytes] = ...) -> None: ...
+
+class VideoChunk(_message.Message):
+    __slots__ = ("frame_id", "key_frame", "bounds", "data", "timings")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FRAME_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    key_frame: bool
+    bounds: Bounds
+    data: bytes
+    timings: Timings
+    def __init__(self, frame_id: _Optional[int] = ..., key_frame: _Optional[bool] = ..., bounds: _Optional[_Union[Bounds, _Mapping]] = ..., data: _Optional[bytes] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class SpeakResponse(_message.Message):
-    __slots__ = ("sequence", "audio_time_ms", "frame", "end_of_utterance")
+    __slots__ = ("sequence", "audio_time_ms", "frame", "end_of_utterance", "video_config", "video_chunk")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     END_OF_UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CHUNK_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     audio_time_ms: float
     frame: InferResponse
     end_of_utterance: bool
-    def __init__(self, sequence: _Optional[int] = ..., audio_time_ms: _Optional[float] = ..., frame: _Optional[_Union[InferResponse, _Mapping]] = ..., end_of_utterance: _Optional[bool] = ...) -> None: ...
+    video_config: VideoConfig
+    video_chunk: VideoChunk
+    def __init__(self, sequence: _Optional[int] = ..., audio_time_ms: _Optional[float] = ..., frame: _Optional[_Union[InferResponse, _Mapping]] = ..., end_of_utterance: _Optional[bool] = ..., video_config: _Optional[_Union[VideoConfig, _Mapping]] = ..., video_chunk: _Optional[_Union[VideoChunk, _Mapping]] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
     __slots__ = ("path", "name")

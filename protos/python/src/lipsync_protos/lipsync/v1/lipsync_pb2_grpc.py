@@ -54,6 +54,11 @@ class LipSyncStub:
                 request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.SerializeToString,
                 response_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.FromString,
                 _registered_method=True)
+        self.GetBaseVideo = channel.unary_stream(
+                '/lipsync.v1.LipSync/GetBaseVideo',
+                request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoRequest.SerializeToString,
+                response_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoResponse.FromString,
+                _registered_method=True)
         self.Infer = channel.unary_unary(
                 '/lipsync.v1.LipSync/Infer',
                 request_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.InferRequest.SerializeToString,
@@ -112,6 +117,14 @@ class LipSyncServicer:
 
     def GetModelAudio(self, request, context):
         """The package's own audio track (what its frames are lip-synced to), as a WAV file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBaseVideo(self, request, context):
+        """Every base frame of a model, encoded once per codec (the file format is in docs/protocol.md,
+        "Base video"), in pieces; browsers composite video sessions' crops over it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +194,11 @@ def add_LipSyncServicer_to_server(servicer, server):
                     servicer.GetModelAudio,
                     request_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.FromString,
                     response_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.SerializeToString,
+            ),
+            'GetBaseVideo': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetBaseVideo,
+                    request_deserializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoRequest.FromString,
+                    response_serializer=lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoResponse.SerializeToString,
             ),
             'Infer': grpc.unary_unary_rpc_method_handler(
                     servicer.Infer,
@@ -321,6 +339,33 @@ class LipSync:
             '/lipsync.v1.LipSync/GetModelAudio',
             lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioRequest.SerializeToString,
             lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetModelAudioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBaseVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lipsync.v1.LipSync/GetBaseVideo',
+            lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoRequest.SerializeToString,
+            lipsync__protos_dot_lipsync_dot_v1_dot_lipsync__pb2.GetBaseVideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

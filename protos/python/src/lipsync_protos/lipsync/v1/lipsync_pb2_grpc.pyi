@@ -42,6 +42,10 @@ class LipSyncStub:
     """The unmodified base frame of a model, as JPEG."""
     GetModelAudio: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.GetModelAudioRequest, _lipsync_pb2.GetModelAudioResponse]
     """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
+    GetBaseVideo: _grpc.UnaryStreamMultiCallable[_lipsync_pb2.GetBaseVideoRequest, _lipsync_pb2.GetBaseVideoResponse]
+    """Every base frame of a model, encoded once per codec (the file format is in docs/protocol.md,
+    "Base video"), in pieces; browsers composite video sessions' crops over it.
+    """
     Infer: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.InferRequest, _lipsync_pb2.InferResponse]
     """One lip-synced frame."""
     InferBatch: _grpc.UnaryUnaryMultiCallable[_lipsync_pb2.InferBatchRequest, _lipsync_pb2.InferBatchResponse]
@@ -66,6 +70,10 @@ class LipSyncAsyncStub(LipSyncStub):
     """The unmodified base frame of a model, as JPEG."""
     GetModelAudio: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.GetModelAudioRequest, _lipsync_pb2.GetModelAudioResponse]  # type: ignore[assignment]
     """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
+    GetBaseVideo: _aio.UnaryStreamMultiCallable[_lipsync_pb2.GetBaseVideoRequest, _lipsync_pb2.GetBaseVideoResponse]  # type: ignore[assignment]
+    """Every base frame of a model, encoded once per codec (the file format is in docs/protocol.md,
+    "Base video"), in pieces; browsers composite video sessions' crops over it.
+    """
     Infer: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.InferRequest, _lipsync_pb2.InferResponse]  # type: ignore[assignment]
     """One lip-synced frame."""
     InferBatch: _aio.UnaryUnaryMultiCallable[_lipsync_pb2.InferBatchRequest, _lipsync_pb2.InferBatchResponse]  # type: ignore[assignment]
@@ -111,6 +119,16 @@ class LipSyncServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lipsync_pb2.GetModelAudioResponse, _abc.Awaitable[_lipsync_pb2.GetModelAudioResponse]]:
         """The package's own audio track (what its frames are lip-synced to), as a WAV file."""
+
+    @_abc_1.abstractmethod
+    def GetBaseVideo(
+        self,
+        request: _lipsync_pb2.GetBaseVideoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lipsync_pb2.GetBaseVideoResponse], _abc.AsyncIterator[_lipsync_pb2.GetBaseVideoResponse]]:
+        """Every base frame of a model, encoded once per codec (the file format is in docs/protocol.md,
+        "Base video"), in pieces; browsers composite video sessions' crops over it.
+        """
 
     @_abc_1.abstractmethod
     def Infer(
