@@ -127,7 +127,7 @@ async def test_names_in_a_backend_list_are_resolved_once_at_start() -> None:
             await ws.send(v1_request("demo", 5))
             assert frame_id_of(await ws.recv()) == 5  # type: ignore[arg-type]
         assert asked == ["backend-a"]
-        assert [b.name for b in app.monitor.backends] == [
+        assert [b.name for b in app.monitor.pool.backends] == [
             f"backend-a:{double.port} (127.0.0.1)",
             "127.0.0.1:1",
         ]

@@ -17,7 +17,7 @@ from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
-from lipsync_proxy.backend_connections import BackendConnections, sources_of
+from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.health import BackendMonitor
@@ -26,8 +26,7 @@ from lipsync_proxy.memory import malloc_trim, trim_when_idle
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
 from lipsync_proxy.state import ProxyState
-from lipsync_proxy.targets import TargetError, backends, channel_target, parse_grpc_addr
-from lipsync_proxy.tracing_interceptor import client_interceptors
+from lipsync_proxy.targets import TargetError, parse_grpc_addr, sources_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ Resolver = Callable[[str], Awaitable[list[str]]]
 
 
 async def resolve_host(host: str) -> list[str]:
-    """The IP addresses of a host name, IPv4 first (one lookup, at start)."""
+    """The IP addresses of a host name, IPv4 first."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
@@ -78,7 +77,7 @@ class ProxyApp:
 
     async def shutdown(self) -> None:
         """Stop accepting, let the connections finish what they read within the grace period, close
-        them with 1001, then close the backend channels."""
+        them with 1001, then close the backends' connections and channels."""
         state = self.state
         grace = state.settings.grace_period_s
         state.draining = True
@@ -104,30 +103,17 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     deps = deps or Dependencies()
     try:
         addr = parse_grpc_addr(settings.grpc_addr)
+        sources = sources_of(addr, {name: await deps.resolve(name) for name in addr.names})
     except TargetError as exc:
         raise StartupError(f"bad --grpc-addr {settings.grpc_addr!r}: {exc}") from None
-    resolved = {name: await deps.resolve(name) for name in addr.names}
-    target = channel_target(addr, resolved)
     metrics = Metrics()
     provider = deps.tracer_provider
-    own = None if settings.grpc_batches else BackendConnections(sources_of(addr, resolved), deps.resolve)
-    backend = BackendClient(
-        target,
-        settings.timeout_s,
-        settings.session_timeout_s,
-        metrics,
-        client_interceptors(provider),
-        streams=settings.backend_streams,
-        max_batch=settings.max_batch,
-        connections=own,
-    )
-    monitor = BackendMonitor(
-        backends(addr, resolved),
-        lambda: backend.list_models(probe=True),
-        metrics,
-        on_change=backend.rebalance,
-    )
     tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
+    pool = BackendPool(sources, deps.resolve, on_change=lambda backend, was: monitor.changed(backend, was))
+    backend = BackendClient(
+        pool, settings.timeout_s, settings.session_timeout_s, metrics, settings.max_batch, tracer
+    )
+    monitor = BackendMonitor(pool, lambda: backend.list_models(probe=True), metrics)
     state = ProxyState(settings, backend, metrics, tracer)
     metrics.inflight.set_function(lambda: state.inflight)
     metrics.sessions.set_function(lambda: state.sessions)
@@ -171,15 +157,8 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"cannot listen on {where}: address already in use") from None
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    pool.start()
     monitor.start()
-    if own:
-        own.start()
     app = ProxyApp(state, monitor, server, connections)
-    logger.info(
-        "listening on %s:%d; backends %s (target %s)",
-        settings.host or "*",
-        app.port,
-        settings.grpc_addr,
-        target,
-    )
+    logger.info("listening on %s:%d; backends %s", settings.host or "*", app.port, settings.grpc_addr)
     return app

@@ -20,7 +20,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from lipsync_proxy import static_files
-from lipsync_proxy.health import NOT_SERVING, SERVING, BackendMonitor
+from lipsync_proxy.backends import NOT_SERVING, SERVING
+from lipsync_proxy.health import BackendMonitor
 from lipsync_proxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.origins import origin_allowed

@@ -5,7 +5,8 @@ gRPC error or the global cap becomes the protocol's error reply. Replies are wha
 `str` for a text message, bytes-like for a binary one.
 
 While tracing is on, each decoded request (but a ping) is answered inside its span
-(`lipsync_proxy.spans`), and its gRPC call, made there, gets the client span as a child.
+(`lipsync_proxy.spans`), whose context its gRPC call carries (a v1 binary frame's span ends from its
+call's done callback, as the frame is answered).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import struct
 import time
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
@@ -60,26 +62,19 @@ def overloaded_error(state: ProxyState) -> ProxyError:
     return OverloadedError(state.settings.max_inflight_total)
 
 
-async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
-    """A v1 binary request: the JPEG of the full frame, or a text error reply."""
-    request = _v1_request(state, message, started)
-    if isinstance(request, str):
-        return request
-    reply = _v1_infer(state, request, started)
-    if state.tracer is None:
-        return await reply
-    attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, OutputMode.FULL_FRAME)
-    return await spans.traced(state.tracer, V1_FRAME, started, None, attributes, reply)
-
-
 class FrameCall:
     """A v1 frame whose backend call is under way (`start_v1_frame`): `reply()` once `future` is done
-    and not cancelled."""
+    and not cancelled, else `give_up()`."""
 
-    __slots__ = ("called", "future", "request", "started", "state")
+    __slots__ = ("called", "future", "request", "span", "started", "state")
 
     def __init__(
-        self, state: ProxyState, request: v1.FrameRequest, started: float, future: asyncio.Future[bytes]
+        self,
+        state: ProxyState,
+        request: v1.FrameRequest,
+        started: float,
+        future: asyncio.Future[bytes],
+        span: Span | None,
     ) -> None:
         self.state = state
         self.request = request
@@ -87,28 +82,53 @@ class FrameCall:
         self.called = time.perf_counter()
         #: The serialized `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
         self.future = future
+        #: The request's span while tracing is on (recorded or not); it ends with the reply.
+        self.span = span
 
     def reply(self) -> Reply:
-        """The JPEG of the full frame, or a text error reply."""
+        """The JPEG of the full frame, or a text error reply; its span, if any, ends with it (and is the
+        current one meanwhile, for the frame's log line)."""
+        span, self.span = self.span, None
+        if span is None:
+            return self._reply()[0]
+        with trace.use_span(span, end_on_exit=False):
+            reply, code = self._reply()
+        spans.end(span, code, reply)
+        return reply
+
+    def _reply(self) -> tuple[Reply, str]:
         try:
             image = self.state.backend.decode(self.future.result()).image
         except ProxyError as exc:
-            return _v1_failed(self.state, self.request, self.started, exc)
-        return _v1_answered(self.state, self.request, self.started, self.called, image)
+            return _v1_failed(self.state, self.request, self.started, exc), exc.code
+        return _v1_answered(self.state, self.request, self.started, self.called, image), OK
+
+    def give_up(self) -> None:
+        """The frame was given up (its client went away); its span, if not ended yet, ends CANCELLED."""
+        if self.span is not None:
+            spans.end(self.span, spans.CANCELLED, "")
+            self.span = None
 
 
 def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply | FrameCall:
-    """A v1 binary request while tracing is off, without awaiting anything: its error reply at once,
-    or its backend call under way. The connection answers it from the call's done callback, without a
-    task of its own (`lipsync_proxy.connection`)."""
+    """A v1 binary request, without awaiting anything: its error reply at once, or its backend call
+    under way. The connection answers it from the call's done callback, without a task of its own
+    (`lipsync_proxy.connection`)."""
     request = _v1_request(state, message, started)
     if isinstance(request, str):
         return request
-    refused = _v1_refused(state, request, started)
-    if refused is not None:
-        return refused
-    future = state.backend.submit(wire.encode_infer_request(request.model_name.encode(), request.frame_id))
-    return FrameCall(state, request, started, future)
+    span = None
+    if state.tracer is not None:
+        attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, OutputMode.FULL_FRAME)
+        span = spans.start(state.tracer, V1_FRAME, started, None, attributes)
+    if state.overloaded:
+        error = overloaded_error(state)
+        if span is not None:
+            spans.end(span, error.code, "")
+        return _v1_failed(state, request, started, error)
+    infer_request = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
+    recorded = span if span is not None and span.is_recording() else None
+    return FrameCall(state, request, started, state.backend.submit(infer_request, recorded), span)
 
 
 def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.FrameRequest | str:
@@ -118,24 +138,6 @@ def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.FrameRe
     except ProtocolError as exc:
         _count(state, V1_FRAME, exc.code, started)
         return json_messages.error_reply(exc.code, exc.message)
-
-
-async def _v1_infer(state: ProxyState, request: v1.FrameRequest, started: float) -> Reply:
-    refused = _v1_refused(state, request, started)
-    if refused is not None:
-        return refused
-    called = time.perf_counter()
-    try:
-        message = wire.encode_infer_request(request.model_name.encode(), request.frame_id)
-        image = (await state.backend.infer(message, traced=_traced(state))).image
-    except ProxyError as exc:
-        return _v1_failed(state, request, started, exc)
-    return _v1_answered(state, request, started, called, image)
-
-
-def _v1_refused(state: ProxyState, request: v1.FrameRequest, started: float) -> str | None:
-    """The error reply of a frame the global cap refused; None when it was admitted."""
-    return _v1_failed(state, request, started, overloaded_error(state)) if state.overloaded else None
 
 
 def _v1_failed(state: ProxyState, request: v1.FrameRequest, started: float, error: ProxyError) -> str:
@@ -153,19 +155,6 @@ def _v1_answered(
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
     return image
-
-
-def _traced(state: ProxyState) -> bool:
-    """Whether the current request's span is recorded: its frame then gets a gRPC call of its own, with
-    a client span and the server's spans in the same trace (lipsync_proxy.backend)."""
-    return state.tracer is not None and trace.get_current_span().is_recording()
-
-
-def _traceparent(state: ProxyState, traceparent: str | None) -> list[tuple[str, str]] | None:
-    """The client's W3C trace context as gRPC metadata, so that the server's spans join its trace.
-    While tracing is on the client interceptor sends the proxy's client span instead, a descendant of
-    the client's span."""
-    return None if traceparent is None or state.tracer is not None else [("traceparent", traceparent)]
 
 
 async def json_message(state: ProxyState, text: str | bytes, started: float) -> str:
@@ -329,8 +318,7 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
             frame_id=request.frame_id,
             output_mode=proto_mode(request.output_mode),
         ).SerializeToString()
-        metadata = _traceparent(state, request.traceparent)
-        reply = await state.backend.infer(message, metadata, traced=_traced(state))
+        reply = await state.backend.infer(message, request.traceparent)
     except ProxyError as exc:
         _count(state, "inference", exc.code, started)
         return json_messages.inference_error(
@@ -384,9 +372,8 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        metadata = _traceparent(state, request.traceparent)
         message = infer_request(request).SerializeToString()
-        reply = await state.backend.infer(message, metadata, traced=_traced(state))
+        reply = await state.backend.infer(message, request.traceparent)
     except ProxyError as exc:
         _count(state, V2_INFER, exc.code, started)
         return v2.encode_error(request.request_id, exc.code, exc.message)
