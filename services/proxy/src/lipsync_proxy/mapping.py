@@ -89,7 +89,8 @@ class FrameCall:
         """The JPEG of the full frame, or a text error reply; its span, if any, ends with it (and is the
         current one meanwhile, for the frame's log line)."""
         span, self.span = self.span, None
-        if span is None:
+        if span is None or not span.is_recording():
+            # A span the sampler dropped records nothing, its end included.
             return self._reply()[0]
         with trace.use_span(span, end_on_exit=False):
             reply, code = self._reply()

@@ -76,8 +76,11 @@ def start(
     parent = None if traceparent is None else _W3C.extract({"traceparent": traceparent})
     # Spans take wall-clock start times; `started` is monotonic.
     start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
-    attributes = {**attributes, CODE: OK}
-    return tracer.start_span(f"ws {name}", parent, SpanKind.SERVER, attributes, start_time=start_ns)
+    span = tracer.start_span(f"ws {name}", parent, SpanKind.SERVER, start_time=start_ns)
+    if span.is_recording():
+        # Only now: most requests' spans are not sampled.
+        span.set_attributes({**attributes, CODE: OK})
+    return span
 
 
 def end(span: Span, code: str, reply: str | bytes | memoryview) -> None:
