@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -206,12 +207,14 @@ class BackendPool:
         is not known yet): UNAVAILABLE at once otherwise, DEADLINE_EXCEEDED at the deadline."""
         if self._closed or not (coming or any(b.status == UNKNOWN for b in self.backends)):
             raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend is serving")
+        now = asyncio.get_running_loop().time()
+        if now >= deadline:
+            raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self._changed.clear()
-        try:
-            async with asyncio.timeout_at(deadline):
+        # At most RETRY_S: a connection that failed to open is tried again by the caller's next pick.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(min(deadline, now + RETRY_S)):
                 await self._changed.wait()
-        except TimeoutError:
-            raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 
     # --- addresses --------------------------------------------------------------------------------
 
