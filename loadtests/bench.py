@@ -3,9 +3,11 @@
     python -m loadtests.bench [--only proxy,idle,e2e,viewers,server] [--duration 5] [--quick]
         [--output docs/performance.md] [--json artifacts/bench.json] [--from-json FILE]
 
-- proxy: the proxy (v1 and v2) side by side with the direct unary and direct streaming callers, against
-  the fixed-payload benchmark backend: C = 1, 8, 64 connections at 0 ms and 17 ms backend delay, and one
-  connection pipelining 8 requests against the 17 ms backend;
+- proxy: the proxy (v1 and v2) as deployed (the `OTEL_*` settings compose ships, exporting to the
+  project's OTLP sink), and v1 with tracing off and with every frame sampled, side by side with the
+  direct unary and direct streaming callers, against the fixed-payload benchmark backend: C = 1, 8, 64
+  connections at 0 ms and 17 ms backend delay, and one connection pipelining 8 requests against the
+  17 ms backend;
 - idle: the proxy's memory for 1,000 idle WebSocket connections;
 - e2e: wss through nginx (TLS) and the proxy, against the proxy alone and direct unary calls;
 - viewers: how many 25 FPS viewers one proxy and one lipsync-server hold at p99 < 100 ms;
@@ -19,6 +21,7 @@ sections that ran are rewritten in docs/performance.md; the others (and the unet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -36,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import uvloop
+from lipsync_otlp_sink.process import SinkProcess
 
 from lipsync_server.settings import Settings
 from loadtests import bench_report, bench_server, procstat
@@ -43,13 +47,16 @@ from loadtests.direct import direct_load
 from loadtests.driver import Plan, Watched
 from loadtests.idle import idle_connections
 from loadtests.perfdoc import write_section
-from loadtests.processes import REPO, BackendProcess, NginxProcess, ProxyProcess, ServerProcess
+from loadtests.processes import REPO, BackendProcess, NginxProcess, ProxyProcess, ServerProcess, deployed_otel
 from loadtests.progress import Progress
 from loadtests.stats import LatencySummary, RunResult
 from loadtests.viewers import Ramp, StepResult, summary, viewers_direct, viewers_through_proxy
 from loadtests.wsload import ws_load
 
 SECTIONS = ("proxy", "idle", "e2e", "viewers", "server")
+#: The proxy rows besides those as deployed: tracing off, and every frame sampled.
+TRACING_OFF = " tracing off"
+ALWAYS_ON = " always_on"
 logger = logging.getLogger(__name__)
 
 
@@ -100,31 +107,49 @@ class Bench:
     async def proxy(self) -> None:
         runs: list[dict[str, Any]] = []
         pipelined: list[dict[str, Any]] = []
-        for delay in self.settings.delays_ms:
-            with (
-                BackendProcess(self.work_dir, delay_ms=delay) as backend,
-                ProxyProcess(self.work_dir, grpc_addr=backend.address) as proxy,
-            ):
-                watch = [Watched(proxy.pid, "proxy"), Watched(backend.pid, "backend")]
-                labels = {"delay_ms": delay}
-                for connections in self.settings.connections:
-                    runs += await self._side_by_side(backend, proxy, self.plan(connections), watch, labels)
-                if delay == self.settings.pipeline_delay_ms:
-                    plan = self.plan(1, self.settings.pipeline_depth)
-                    pipelined += await self._side_by_side(backend, proxy, plan, watch, labels)
+        sink = SinkProcess().start()
+        try:
+            sink.wait_ready(30.0)
+            deployed = deployed_otel(sink.endpoint)
+            tracing = {
+                "": deployed,
+                TRACING_OFF: {},
+                ALWAYS_ON: deployed | {"OTEL_TRACES_SAMPLER": "always_on"},
+            }
+            for delay in self.settings.delays_ms:
+                with (
+                    BackendProcess(self.work_dir, delay_ms=delay) as backend,
+                    contextlib.ExitStack() as stack,
+                ):
+                    proxies = {
+                        suffix: stack.enter_context(
+                            ProxyProcess(self.work_dir, grpc_addr=backend.address, otel=otel)
+                        )
+                        for suffix, otel in tracing.items()
+                    }
+                    labels = {"delay_ms": delay}
+                    for connections in self.settings.connections:
+                        runs += await self._side_by_side(backend, proxies, self.plan(connections), labels)
+                    if delay == self.settings.pipeline_delay_ms:
+                        plan = self.plan(1, self.settings.pipeline_depth)
+                        pipelined += await self._side_by_side(backend, proxies, plan, labels)
+            self.results["proxy_spans_exported"] = len(sink.spans(service="lipsync-proxy"))
+        finally:
+            sink.stop()
         self.results["proxy"] = runs
         self.results["pipelining"] = pipelined
+        self.results["proxy_tracing"] = {name: dict(otel) for name, otel in tracing.items()}
 
     async def _side_by_side(
         self,
         backend: BackendProcess,
-        proxy: ProxyProcess,
+        proxies: Mapping[str, ProxyProcess],
         plan: Plan,
-        watch: list[Watched],
         labels: Mapping[str, object],
     ) -> list[dict[str, Any]]:
-        """The four clients one after the other with the same plan (direct unary and stream, proxy v1
-        and v2), `rounds` times; for each client its median run by frames/s."""
+        """The clients one after the other with the same plan (direct unary and stream; through the proxy
+        as deployed v1 and v2, and v1 with tracing off and with every frame sampled), `rounds` times;
+        for each client its median run by frames/s."""
         tag = f"C={plan.connections} D={plan.depth} delay={labels['delay_ms']}ms"
         runs: dict[str, list[RunResult]] = {}
         for _ in range(self.settings.rounds):
@@ -134,20 +159,22 @@ class Bench:
                     backend.address,
                     mode,
                     plan,
-                    watch=watch,
+                    watch=[Watched(backend.pid, "backend")],
                     labels=labels,
                     progress=self._progress(name, tag),
                 )
                 runs.setdefault(name, []).append(result)
-            for protocol in ("v1", "v2"):
-                name = f"proxy {protocol}"
+            for protocol, suffix in (("v1", ""), ("v2", ""), ("v1", TRACING_OFF), ("v1", ALWAYS_ON)):
+                name = f"proxy {protocol}{suffix}"
+                proxy = proxies[suffix]
                 result = await ws_load(
                     proxy.ws_url,
                     protocol,
                     plan,
-                    watch=watch,
+                    watch=[Watched(proxy.pid, "proxy"), Watched(backend.pid, "backend")],
                     labels=labels,
                     progress=self._progress(name, tag),
+                    name=name,
                 )
                 runs.setdefault(name, []).append(result)
         chosen = [median_run(results) for results in runs.values()]

@@ -108,6 +108,14 @@ def evaluate_targets(results: Results) -> list[Target]:
                _check(ratio64, lambda v: v >= 1.3)),
     ]  # fmt: skip
 
+    off64 = _cpu(find_run(proxy_runs, "proxy v1 tracing off", 64), "proxy")
+    always64 = _cpu(find_run(proxy_runs, "proxy v1 always_on", 64), "proxy")
+    traced = always64 / off64
+    targets.append(
+        Target("proxy: CPU per frame at 64 connections, every frame sampled", "≤ 2× tracing off",
+               f"×{fmt(traced)} ({fmt(always64)} against {fmt(off64)} µs)", _check(traced, lambda v: v <= 2))
+    )  # fmt: skip
+
     piped = find_run(results.get("pipelining", []), "proxy v1", 1, depth=8, delay_ms=17.0)
     piped_direct = find_run(results.get("pipelining", []), "direct unary", 1, depth=8, delay_ms=17.0)
     piped_ratio = _rate(piped) / _rate(piped_direct)
@@ -183,7 +191,9 @@ def _loads(values: Sequence[float]) -> str:
     return " / ".join(f"{v:.1f}" for v in values)
 
 
-_CLIENTS = ("direct unary", "direct stream", "proxy v1", "proxy v2")
+_CLIENTS = (
+    "direct unary", "direct stream", "proxy v1", "proxy v2", "proxy v1 tracing off", "proxy v1 always_on",
+)  # fmt: skip
 
 
 def proxy_section(results: Results) -> str:
@@ -196,7 +206,11 @@ def proxy_section(results: Results) -> str:
         " C connections, one request outstanding on each. CPU is user + system time from /proc over the"
         " measured window, divided by the frames; × is frames/s relative to direct unary at the same C."
         f" Each row is the median run (by frames/s) of {results.get('settings', {}).get('rounds', 1)}, the"
-        " four clients taking turns.",
+        " six clients taking turns. `proxy v1` and `proxy v2` are the proxy as deployed: with the `OTEL_*`"
+        f" settings compose ships ({_otel(results.get('proxy_tracing', {}).get('', {}))}), exporting to"
+        " the project's OTLP sink (`deploy/otlp-sink`); `proxy v1 tracing off` has no `OTEL_*` variable,"
+        " `proxy v1 always_on` samples every frame"
+        f" ({results.get('proxy_spans_exported', 'an unknown number of')} proxy spans reached the sink).",
     ]
     for delay in sorted({run.get("labels", {}).get("delay_ms", 0.0) for run in runs}):
         rows = []
@@ -230,6 +244,11 @@ def proxy_section(results: Results) -> str:
         "```",
     ]
     return "\n\n".join(parts)
+
+
+def _otel(otel: Mapping[str, str]) -> str:
+    names = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+    return ", ".join(f"`{name}={otel[name]}`" for name in names if name in otel) or "unknown"
 
 
 _RUN_HEADERS = [

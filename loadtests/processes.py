@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import abc
 import http.client
+import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -92,9 +95,15 @@ class Process(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} is not started")
         return self.process.pid
 
+    def environment(self) -> dict[str, str] | None:
+        """The process's environment; None: this one's."""
+        return None
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=self.environment()
+            )
         deadline = time.monotonic() + self.ready_timeout_s
         while not self.ready():
             if self.process.poll() is not None:
@@ -186,16 +195,49 @@ class ServerProcess(Process):
         return grpc_serving(self.address)
 
 
+_COMPOSE = REPO / "deploy" / "compose"
+_DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def deployed_otel(endpoint: str) -> dict[str, str]:
+    """The `OTEL_*` variables compose gives the services (its `x-otel-environment`, with the defaults of
+    `deploy/compose/.env`), exporting to `endpoint` instead of Jaeger."""
+    env_file = dict(
+        line.split("=", 1)
+        for line in (_COMPOSE / ".env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    found: dict[str, str] = {}
+    block = False
+    for line in (_COMPOSE / "compose.yaml").read_text().splitlines():
+        if line.startswith("x-otel-environment:"):
+            block = True
+        elif block and line and not line.startswith(" "):
+            break
+        elif block and line.strip().startswith("OTEL_"):
+            name, value = (part.strip() for part in line.split(":", 1))
+            found[name] = _DEFAULTED.sub(lambda m: env_file.get(m.group(1), m.group(2)), value)
+    if "OTEL_TRACES_SAMPLER" not in found:
+        raise RuntimeError("deploy/compose/compose.yaml's x-otel-environment sets no OTEL_TRACES_SAMPLER")
+    return found | {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+
+
 @dataclass
 class ProxyProcess(Process):
     """`lipsync-proxy` on 127.0.0.1 in front of `grpc_addr`, without its per-frame log line."""
 
     grpc_addr: str = ""
     extra_args: tuple[str, ...] = ()
+    #: The proxy's `OTEL_*` variables, instead of any this process has: none, tracing off.
+    otel: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    def environment(self) -> dict[str, str]:
+        kept = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+        return kept | dict(self.otel)
 
     def command(self) -> list[str]:
         return [

@@ -137,6 +137,13 @@ def test_the_services_export_traces_to_jaeger_through_the_standard_variables(sta
         assert environment["OTEL_SERVICE_NAME"] in ("lipsync-server", "lipsync-proxy"), name
 
 
+def test_the_services_trace_a_small_share_of_requests_and_follow_their_parent(stack: Config) -> None:
+    for name in ("lipsync-server", "proxy"):
+        environment = stack[name]["environment"]
+        assert environment["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio", name
+        assert 0.0 < float(environment["OTEL_TRACES_SAMPLER_ARG"]) <= 0.05, name
+
+
 def test_the_ci_override_swaps_jaeger_for_the_otlp_sink_and_builds_on_the_host_network(
     compose: list[str],
 ) -> None:

@@ -241,6 +241,12 @@ def test_an_explicit_otlp_endpoint_wins_over_jaeger(helm: str) -> None:
         assert env_of(container)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
 
 
+def test_the_sampler_ratio_is_one_value_for_both_services(helm: str) -> None:
+    for container in services(render(helm, ("otel.samplerArg=0.25",))):
+        assert env_of(container)["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env_of(container)["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+
+
 def test_hpa_off_fixes_the_replicas_and_drops_the_autoscalers(helm: str) -> None:
     default = render(helm)
     assert "replicas" not in find(default, "Deployment", "lipsync-server")["spec"]

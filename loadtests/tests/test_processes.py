@@ -3,10 +3,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from loadtests.direct import direct_load
 from loadtests.driver import Plan, Watched
 from loadtests.idle import idle_connections
-from loadtests.processes import BackendProcess, NginxProcess, ProxyProcess
+from loadtests.processes import BackendProcess, NginxProcess, ProxyProcess, deployed_otel
 from loadtests.wsload import ws_load
 
 from .conftest import tool
@@ -47,3 +49,20 @@ async def test_frames_go_through_nginx_over_tls(
         result = await ws_load(edge.wss_url, "v2", plan, tls=edge.client_tls())
     assert result.errors == {}
     assert result.frames >= 30
+
+
+def test_the_deployed_tracing_is_composes_with_the_endpoint_replaced() -> None:
+    otel = deployed_otel("http://127.0.0.1:4317")
+    assert otel["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
+    assert otel["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0.0 < float(otel["OTEL_TRACES_SAMPLER_ARG"]) < 1.0
+
+
+def test_a_proxy_gets_only_the_otel_variables_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://elsewhere:4317")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    assert not [name for name in ProxyProcess(tmp_path).environment() if name.startswith("OTEL_")]
+    traced = ProxyProcess(tmp_path, otel={"OTEL_TRACES_SAMPLER": "always_off"}).environment()
+    assert {k: v for k, v in traced.items() if k.startswith("OTEL_")} == {"OTEL_TRACES_SAMPLER": "always_off"}

@@ -39,6 +39,11 @@ JPEG_EOI = b"\xff\xd9"
 SPEAK_SAMPLES_PER_FRAME = 640
 
 
+def traceparent_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The call's W3C `traceparent` metadata, or an empty string."""
+    return str(dict(context.invocation_metadata() or ()).get("traceparent", ""))
+
+
 def user_agent(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The user-agent a call came with."""
     return str(dict(context.invocation_metadata() or ()).get("user-agent", ""))
@@ -84,6 +89,8 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         # of the proxy's own HTTP/2 connections ("lipsync-proxy").
         self.batch_agents: list[str] = []
         self.infer_agents: list[str] = []
+        # The `traceparent` of each Infer and InferBatch call, in the order they came.
+        self.traceparents: list[str] = []
         # When set, StreamInfer fails with this status at its first request.
         self.fail_streams: grpc.StatusCode | None = None
 
@@ -187,6 +194,7 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
     ) -> lipsync_pb2.InferResponse:
         async def work() -> lipsync_pb2.InferResponse:
             self.infer_agents.append(user_agent(context))
+            self.traceparents.append(traceparent_of(context))
             response = await self._render(request)
             if response.HasField("error"):
                 status = next(code for code in grpc.StatusCode if code.value[0] == response.error.code)
@@ -204,6 +212,7 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         async def work() -> lipsync_pb2.InferBatchResponse:
             self.batch_sizes.append(len(request.requests))
             self.batch_agents.append(user_agent(context))
+            self.traceparents.append(traceparent_of(context))
             responses = await asyncio.gather(*(self._render(item) for item in request.requests))
             return lipsync_pb2.InferBatchResponse(responses=responses)
 

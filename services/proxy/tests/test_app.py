@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
 from lipsync_common.waiting import TIME_UNIT, eventually
-from lipsync_proxy import health
+from lipsync_proxy import backends
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.errors import StartupError
 from lipsync_proxy.protocol import v2
@@ -129,7 +129,7 @@ async def test_names_in_a_backend_list_are_resolved_once_at_start() -> None:
             await ws.send(v1_request("demo", 5))
             assert frame_id_of(await ws.recv()) == 5  # type: ignore[arg-type]
         assert asked == ["backend-a"]
-        assert [b.name for b in app.monitor.backends] == [
+        assert [b.name for b in app.monitor.pool.backends] == [
             f"backend-a:{double.port} (127.0.0.1)",
             "127.0.0.1:1",
         ]
@@ -141,7 +141,7 @@ async def test_names_in_a_backend_list_are_resolved_once_at_start() -> None:
 async def test_health_lists_each_address_a_backend_name_resolves_to_and_follows_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(health, "RESOLVE_INTERVAL_S", 0.05)
+    monkeypatch.setattr(backends, "RESOLVE_INTERVAL_S", 0.05)
     first = await start_double(0, DoubleConfig(payload_size=1000))
     second = await start_double(first.port, DoubleConfig(payload_size=1000), host="127.0.0.2")
     names = {"replicas": ["127.0.0.1", "127.0.0.2"]}
@@ -162,7 +162,7 @@ async def test_health_lists_each_address_a_backend_name_resolves_to_and_follows_
     both = {f"replicas:{first.port} (127.0.0.1)": "SERVING", f"replicas:{first.port} (127.0.0.2)": "SERVING"}
     try:
         await eventually(lambda: statuses() == both, "both replicas SERVING", within_s=5.0)
-        assert app.monitor.snapshot()[1]["target"] == f"ipv4:127.0.0.2:{first.port}"
+        assert app.monitor.snapshot()[1]["target"] == f"127.0.0.2:{first.port}"
 
         # A lookup that fails keeps the backends; an address the name no longer gives is forgotten.
         del names["replicas"]

@@ -45,6 +45,12 @@ async def frames_served(backend: DoubleProcess) -> int:
     return (await double_stats(backend.address))["calls"].get("frame", 0)
 
 
+async def calls_served(backend: DoubleProcess) -> int:
+    """The calls that carried frames to the backend: the balancer takes the backends in turn per call."""
+    calls = (await double_stats(backend.address))["calls"]
+    return calls.get("Infer", 0) + calls.get("InferBatch", 0)
+
+
 async def send_frames(proxy: ProxyProcess, count: int) -> list[int]:
     """Send `count` v1 requests, up to 8 at a time; the frame ids of the replies."""
     async with connect(proxy.ws_url) as ws:
@@ -65,8 +71,8 @@ async def test_two_backends_both_receive_traffic_and_killing_one_loses_no_later_
 ) -> None:
     proxy, first, second = two_backends
     assert await send_frames(proxy, 40) == list(range(40))
-    assert await frames_served(first) >= 10
-    assert await frames_served(second) >= 10
+    assert await calls_served(first) >= 3
+    assert await calls_served(second) >= 3
 
     first.stop(signal.SIGKILL)
     calls_before = await frames_served(second)

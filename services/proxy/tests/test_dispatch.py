@@ -1,6 +1,7 @@
-"""How frames reach the backend (lipsync_proxy.dispatch): streams, batches and unary calls, against the
-in-process double. Each carrier must keep what a unary call per frame gives: the frame's own reply or
-error, its deadline, and its cancellation at the server."""
+"""How frames reach the backends (lipsync_proxy.dispatch): a lone frame as a unary call, frames that
+arrive together as one batch, both on the proxy's own connection, against the in-process double. Each
+keeps what a unary call per frame gives: the frame's own reply or error, its deadline, its cancellation
+at the server; and tracing changes nothing but the call's `traceparent`."""
 
 from __future__ import annotations
 
@@ -9,19 +10,30 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import Span, SpanKind
 
 from lipsync_common.waiting import TIME_UNIT, eventually
-from lipsync_proxy import dispatch
 from lipsync_proxy.backend import BackendClient
+from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.dispatch import FrameDispatcher
 from lipsync_proxy.errors import BackendError
-from lipsync_proxy.metrics import Metrics
-from lipsync_proxy.wire import decode_infer_response, encode_infer_request
+from lipsync_proxy.http2 import USER_AGENT, CallError, Http2Connection
+from lipsync_proxy.targets import Address, Source
+from lipsync_proxy.wire import INFER_METHOD, decode_infer_response, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, start_double
 
 # Frame f takes f ms: frame 2000 runs long enough to be given up.
 SLOW = 2000
+SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def resolve_nothing(host: str) -> list[str]:
+    raise OSError(host)
 
 
 @pytest.fixture
@@ -32,13 +44,16 @@ async def double() -> AsyncIterator[RunningDouble]:
 
 
 @pytest.fixture
-async def channel(double: RunningDouble) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(double.address) as channel:
-        yield channel
+async def pool(double: RunningDouble) -> AsyncIterator[BackendPool]:
+    pool = BackendPool([Source("double", fixed=Address("127.0.0.1", double.port))], resolve_nothing)
+    pool.start()
+    await eventually(lambda: pool.pick() is not None, "a connection to the SERVING double")
+    yield pool
+    await pool.close()
 
 
 class Recorded(list[tuple[str, int]]):
-    """What the dispatcher reported sending: (method, frames) per exchange."""
+    """What the dispatcher reported sending: (method, frames) per call."""
 
     def __call__(self, method: str, frames: int, seconds: float) -> None:
         assert seconds >= 0
@@ -51,9 +66,9 @@ def recorded() -> Recorded:
 
 
 @pytest.fixture
-def make_dispatcher(channel: grpc.aio.Channel, recorded: Recorded) -> Callable[..., FrameDispatcher]:
-    def make(streams: int = 2, max_batch: int = 16, timeout_s: float = 5 * TIME_UNIT) -> FrameDispatcher:
-        return FrameDispatcher(channel, timeout_s, streams, max_batch, metadata=lambda: (), record=recorded)
+def make_dispatcher(pool: BackendPool, recorded: Recorded) -> Callable[..., FrameDispatcher]:
+    def make(max_batch: int = 16, timeout_s: float = 5 * TIME_UNIT, **kwargs: object) -> FrameDispatcher:
+        return FrameDispatcher(pool, timeout_s, max_batch, record=recorded, **kwargs)  # type: ignore[arg-type]
 
     return make
 
@@ -62,23 +77,21 @@ def request(frame_id: int, model: str = "demo") -> bytes:
     return encode_infer_request(model.encode(), frame_id)
 
 
-async def frame_of(dispatcher: FrameDispatcher, frame_id: int) -> int:
-    """The frame id the double rendered for a request of `frame_id`."""
-    reply = decode_infer_response(await dispatcher.infer(request(frame_id)))
-    assert reply.error is None, reply.error
-    return frame_id_of(bytes(reply.image))
+async def frames_of(dispatcher: FrameDispatcher, frame_ids: list[int]) -> list[int]:
+    """The frame ids the double rendered for requests submitted together."""
+    replies = await asyncio.gather(*(dispatcher.submit(request(f)) for f in frame_ids))
+    decoded = [decode_infer_response(reply) for reply in replies]
+    assert all(d.error is None for d in decoded), decoded
+    return [frame_id_of(bytes(d.image)) for d in decoded]
 
 
-async def test_a_lone_frame_goes_on_a_stream(
+async def test_a_lone_frame_leaves_at_once_as_a_unary_call_on_the_own_connection(
     make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
 ) -> None:
     dispatcher = make_dispatcher()
-    assert await frame_of(dispatcher, 5) == 5
-    assert await frame_of(dispatcher, 6) == 6
-    assert recorded == [("StreamInfer", 1), ("StreamInfer", 1)]
-    # The second frame reused the first one's stream.
-    assert double.servicer.calls["StreamInfer"] == 1
-    assert double.servicer.calls["Infer"] == double.servicer.calls["InferBatch"] == 0
+    assert await frames_of(dispatcher, [7]) == [7]
+    assert recorded == [("Infer", 1)]
+    assert double.servicer.infer_agents == [USER_AGENT]
     await dispatcher.close()
 
 
@@ -86,212 +99,202 @@ async def test_frames_that_arrive_together_go_as_one_batch_and_each_gets_its_own
     make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
 ) -> None:
     dispatcher = make_dispatcher()
-    frames = [9, 3, 7, 1, 0, 12, 4, 4, 30, 2]
-    assert await asyncio.gather(*(frame_of(dispatcher, f) for f in frames)) == frames
-    # The first found nothing else under way and left at once; the others waited for the loop's turn.
-    assert sorted(recorded) == [("InferBatch", 9), ("StreamInfer", 1)]
-    assert double.servicer.batch_sizes == [9]
+    assert await frames_of(dispatcher, [1, 2, 3, 4]) == [1, 2, 3, 4]
+    # The first left at once; the others were gathered at the loop's turn.
+    assert sorted(recorded) == [("Infer", 1), ("InferBatch", 3)]
+    assert double.servicer.batch_agents == [USER_AGENT]
     await dispatcher.close()
 
 
-async def test_a_batch_holds_at_most_max_batch_frames_and_a_lone_rest_takes_a_stream(
+async def test_a_batch_holds_at_most_max_batch_frames(
     make_dispatcher: Callable[..., FrameDispatcher], recorded: Recorded
 ) -> None:
-    dispatcher = make_dispatcher(max_batch=8)
-    frames = list(range(17))
-    assert await asyncio.gather(*(frame_of(dispatcher, f) for f in frames)) == frames
-    assert sorted(recorded) == [("InferBatch", 8), ("InferBatch", 8), ("StreamInfer", 1)]
+    dispatcher = make_dispatcher(max_batch=2)
+    assert await frames_of(dispatcher, [1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5, 6]
+    assert sorted(recorded) == [("Infer", 1), ("Infer", 1), ("InferBatch", 2), ("InferBatch", 2)]
     await dispatcher.close()
 
 
-async def test_with_every_stream_busy_a_lone_frame_is_a_unary_call(
-    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
-) -> None:
-    dispatcher = make_dispatcher(streams=1)
-    slow = asyncio.create_task(frame_of(dispatcher, 300))
-    await eventually(lambda: double.servicer.active["frame"] == 1, "the first frame at the backend")
-    assert await frame_of(dispatcher, 2) == 2
-    assert await slow == 300
-    assert recorded == [("Infer", 1), ("StreamInfer", 1)]
-    await dispatcher.close()
+async def unary_error(double: RunningDouble, frame_id: int, model: str) -> tuple[str, str]:
+    """The error reply of the frame's own unary call through grpc."""
+    async with grpc.aio.insecure_channel(double.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await channel.unary_unary(INFER_METHOD)(request(frame_id, model), timeout=5 * TIME_UNIT)
+    error = BackendError(failed.value.code(), failed.value.details() or "")
+    return error.code, error.message
 
 
-async def test_without_streams_a_lone_frame_is_a_unary_call(
-    make_dispatcher: Callable[..., FrameDispatcher], recorded: Recorded
-) -> None:
-    dispatcher = make_dispatcher(streams=0)
-    assert await frame_of(dispatcher, 3) == 3
-    assert recorded == [("Infer", 1)]
-    await dispatcher.close()
-
-
-@pytest.mark.parametrize("together", [1, 3], ids=["on a stream", "in a batch"])
-async def test_a_bad_frame_gets_its_own_error_and_the_others_their_frames(
-    make_dispatcher: Callable[..., FrameDispatcher], together: int
+@pytest.mark.parametrize("together", [1, 3], ids=["alone", "in a batch"])
+async def test_a_bad_frame_gets_its_own_error_as_from_its_own_unary_call_and_the_others_their_frames(
+    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, together: int
 ) -> None:
     dispatcher = make_dispatcher()
-    frames = [1, 5000, 2][:together] if together > 1 else [5000]
-    replies = await asyncio.gather(*(dispatcher.infer(request(f)) for f in frames))
-    decoded = [decode_infer_response(reply) for reply in replies]
-    bad = decoded[frames.index(5000)]
-    assert bad.error == (
-        grpc.StatusCode.OUT_OF_RANGE.value[0],
-        "frame_id 5000 is outside [0, 3000) for model 'demo'",
+    frames = [(1, "demo"), (5000, "demo"), (1, "nobody")][:together] if together > 1 else [(5000, "demo")]
+    replies = await asyncio.gather(
+        *(dispatcher.submit(request(f, m)) for f, m in frames), return_exceptions=True
     )
-    assert [frame_id_of(bytes(d.image)) for d, f in zip(decoded, frames, strict=True) if f != 5000] == [
-        f for f in frames if f != 5000
-    ]
+    for (frame_id, model), reply in zip(frames, replies, strict=True):
+        assert isinstance(reply, bytes | BackendError)
+        if (frame_id, model) == (1, "demo"):
+            assert isinstance(reply, bytes)
+            assert frame_id_of(bytes(decode_infer_response(reply).image)) == 1
+            continue
+        # Alone, the call fails; in a batch, its item is the frame's error.
+        error = reply if isinstance(reply, BackendError) else None
+        if error is None:
+            with pytest.raises(BackendError) as failed:
+                BackendClient.decode(reply)  # type: ignore[arg-type]
+            error = failed.value
+        assert (error.code, error.message) == await unary_error(double, frame_id, model)
     await dispatcher.close()
 
 
-async def backend_client(
-    double: RunningDouble, timeout_s: float = 5 * TIME_UNIT, **kwargs: int
-) -> BackendClient:
-    return BackendClient(double.address, timeout_s, 60.0, Metrics(), **kwargs)
-
-
-async def error_of(
-    client: BackendClient, frame_id: int, model: str = "demo", traced: bool = False
-) -> tuple[str, str]:
-    with pytest.raises(BackendError) as failed:
-        await client.infer(request(frame_id, model), traced=traced)
-    return failed.value.code, failed.value.message
-
-
-@pytest.mark.parametrize(
-    "carrier",
-    [{"streams": 2, "max_batch": 16}, {"streams": 0, "max_batch": 16}],
-    ids=["stream", "unary"],
-)
-async def test_a_frame_error_reads_exactly_as_from_its_own_unary_call(
-    double: RunningDouble, carrier: dict[str, int]
-) -> None:
-    client = await backend_client(double, **carrier)
-    for frame_id, model in [(5000, "demo"), (1, "nobody")]:
-        assert await error_of(client, frame_id, model) == await error_of(client, frame_id, model, traced=True)
-    # And in a batch.
-    batch = await asyncio.gather(
-        *(client.infer(request(f, m)) for f, m in [(1, "demo"), (5000, "demo"), (1, "nobody")]),
-        return_exceptions=True,
-    )
-    assert bytes(batch[0].image)[:2] == b"\xff\xd8"  # type: ignore[union-attr]
-    codes = [(e.code, e.message) for e in batch[1:] if isinstance(e, BackendError)]
-    assert codes == [
-        await error_of(client, 5000, traced=True),
-        await error_of(client, 1, "nobody", traced=True),
-    ]
-    await client.close()
-
-
-@pytest.mark.parametrize("together", [1, 2], ids=["on a stream", "in a batch"])
+@pytest.mark.parametrize("together", [1, 2], ids=["alone", "in a batch"])
 async def test_a_frame_past_its_deadline_fails_as_a_unary_call_does_and_is_cancelled_at_the_server(
-    double: RunningDouble, together: int
+    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, together: int
 ) -> None:
-    client = await backend_client(double, timeout_s=0.2, streams=2, max_batch=16)
+    dispatcher = make_dispatcher(timeout_s=0.2)
+    # One more frame first, alone, so that `together` of them go in one call.
+    first = dispatcher.submit(request(SLOW + 10))
     results = await asyncio.gather(
-        *(client.infer(request(SLOW + i)) for i in range(together)), return_exceptions=True
+        first, *(dispatcher.submit(request(SLOW + i)) for i in range(together)), return_exceptions=True
     )
-    unary = await error_of(client, SLOW, traced=True)
-    assert unary[0] == "DEADLINE_EXCEEDED"
-    assert [(e.code, e.message) for e in results if isinstance(e, BackendError)] == [unary] * together
+    assert [(e.code, e.message) for e in results if isinstance(e, BackendError)] == [
+        ("DEADLINE_EXCEEDED", "the lip-sync backend did not answer in time")
+    ] * (together + 1)
     servicer = double.servicer
     await eventually(lambda: servicer.active["frame"] == 0, "the frames cancelled at the backend")
-    # Every frame that ran out of time was cancelled there, the unary one too.
     assert servicer.cancelled["frame"] == together + 1
-    await client.close()
-
-
-async def test_giving_up_a_frame_on_a_stream_cancels_it_at_the_server(
-    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble
-) -> None:
-    dispatcher = make_dispatcher()
-    task = asyncio.create_task(dispatcher.infer(request(SLOW)))
-    servicer = double.servicer
-    await eventually(lambda: servicer.active["frame"] == 1, "the frame at the backend")
-    task.cancel()
-    await eventually(lambda: servicer.cancelled["frame"] == 1, "the frame cancelled at the backend")
-    assert servicer.active["frame"] == 0
-    # The stream went with it; the next frame gets a new one.
-    assert await frame_of(dispatcher, 4) == 4
-    assert servicer.calls["StreamInfer"] == 2
     await dispatcher.close()
 
 
-async def test_a_batch_is_cancelled_once_every_frame_in_it_is_given_up(
+async def test_a_call_is_cancelled_at_the_server_once_every_frame_in_it_is_given_up(
     make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble
 ) -> None:
     dispatcher = make_dispatcher()
-    # The first goes on a stream at once, the other two in one batch.
-    alone, first, second = (asyncio.create_task(dispatcher.infer(request(SLOW + i))) for i in range(3))
+    # The first goes alone at once, the other two in one batch.
+    alone, first, second = (dispatcher.submit(request(SLOW + i)) for i in range(3))
     servicer = double.servicer
     await eventually(lambda: servicer.active["frame"] == 3, "the frames at the backend")
     assert servicer.calls["InferBatch"] == 1
     first.cancel()
     await asyncio.sleep(0.1)
     # The other frame is still wanted: the batch goes on.
-    assert servicer.active["frame"] == 3
     assert servicer.cancelled["frame"] == 0
     second.cancel()
     await eventually(lambda: servicer.cancelled["frame"] == 2, "the batch cancelled at the backend")
-    assert servicer.active["frame"] == 1
     alone.cancel()
-    await eventually(lambda: servicer.active["frame"] == 0, "the last frame cancelled at the backend")
+    await eventually(lambda: servicer.cancelled["frame"] == 3, "the lone frame cancelled at the backend")
+    # The connection carries the next frames.
+    assert await frames_of(dispatcher, [1, 2, 3]) == [1, 2, 3]
     await dispatcher.close()
 
 
-async def test_a_failing_stream_sends_its_frame_again_as_a_unary_call(
-    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
+class RefusingConnection(Http2Connection):
+    """A connection whose server takes no call, as one going away does."""
+
+    def __init__(self) -> None:
+        super().__init__("refusing:1")
+        self.refused = 0
+
+    def call(self, *args: object, **kwargs: object) -> tuple[int, asyncio.Future[bytearray]]:
+        self.refused += 1
+        future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
+        future.set_exception(CallError(grpc.StatusCode.UNAVAILABLE, "refused", retriable=True))
+        return 1, future
+
+
+async def test_a_call_a_backend_never_took_goes_once_more_to_the_next(
+    make_dispatcher: Callable[..., FrameDispatcher], pool: BackendPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    double.servicer.fail_streams = grpc.StatusCode.UNAVAILABLE
+    refusing = RefusingConnection()
+    real = pool.pick
+    picks = iter([refusing])
+    monkeypatch.setattr(
+        pool, "pick", lambda: (pool.backends[0], next(picks)) if refusing.refused == 0 else real()
+    )
     dispatcher = make_dispatcher()
-    assert await frame_of(dispatcher, 8) == 8
-    assert recorded == [("Infer", 1)]
-    assert double.servicer.calls["StreamInfer"] == double.servicer.calls["Infer"] == 1
+    assert await frames_of(dispatcher, [1]) == [1]
+    assert refusing.refused == 1
+
+    # A second refusal is the frame's error: it goes to the next backend only once.
+    monkeypatch.setattr(pool, "pick", lambda: (pool.backends[0], refusing))
+    with pytest.raises(BackendError) as failed:
+        await dispatcher.submit(request(1))
+    assert failed.value.code == "UNAVAILABLE"
+    assert refusing.refused == 3
     await dispatcher.close()
 
 
-async def test_a_stream_retires_after_its_age_and_the_server_sees_it_end_cleanly(
-    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(dispatch, "LANE_MAX_AGE_S", 0.1)
-    dispatcher = make_dispatcher()
-    assert await frame_of(dispatcher, 1) == 1
-    servicer = double.servicer
-    await eventually(lambda: servicer.completed["StreamInfer"] == 1, "the stream ended by the proxy")
-    assert servicer.cancelled["StreamInfer"] == 0
-    assert await frame_of(dispatcher, 2) == 2
-    assert servicer.calls["StreamInfer"] == 2
+async def test_with_no_backend_serving_a_frame_fails_unavailable_at_once(recorded: Recorded) -> None:
+    pool = BackendPool([Source("nothing", fixed=Address("127.0.0.1", 1))], resolve_nothing)
+    pool.start()
+    dispatcher = FrameDispatcher(pool, 60.0, 16, record=recorded)
+    with pytest.raises(BackendError) as failed:
+        await asyncio.wait_for(dispatcher.submit(request(1)), 5 * TIME_UNIT)
+    assert failed.value.code == "UNAVAILABLE"
     await dispatcher.close()
-
-
-async def test_retiring_the_streams_replaces_them_even_the_busy_ones(
-    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble
-) -> None:
-    dispatcher = make_dispatcher(streams=2)
-    busy = asyncio.create_task(frame_of(dispatcher, 200))
-    servicer = double.servicer
-    await eventually(lambda: servicer.active["frame"] == 1, "a frame on the first stream")
-    assert await frame_of(dispatcher, 1) == 1  # on the second stream, now free
-    dispatcher.retire_lanes()
-    # The busy stream finishes its frame first, then ends like the free one.
-    assert await busy == 200
-    await eventually(lambda: servicer.completed["StreamInfer"] == 2, "both streams ended")
-    assert await frame_of(dispatcher, 3) == 3
-    assert servicer.calls["StreamInfer"] == 3
-    await dispatcher.close()
+    await pool.close()
 
 
 async def test_closing_fails_what_is_under_way_and_refuses_more(
     make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble
 ) -> None:
     dispatcher = make_dispatcher()
-    task = asyncio.create_task(dispatcher.infer(request(SLOW)))
+    future = dispatcher.submit(request(SLOW))
     await eventually(lambda: double.servicer.active["frame"] == 1, "the frame at the backend")
     await dispatcher.close()
     with pytest.raises(BackendError) as failed:
-        await task
+        await future
     assert failed.value.code == "UNAVAILABLE"
     with pytest.raises(BackendError) as refused:
-        await dispatcher.infer(request(1))
+        await dispatcher.submit(request(1))
     assert refused.value.code == "UNAVAILABLE"
     await eventually(lambda: double.servicer.active["frame"] == 0, "the frame cancelled at the backend")
+
+
+def traceparent_of(span: Span) -> str:
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+
+
+async def test_a_sampled_frame_takes_the_same_carrier_and_its_call_carries_a_child_of_its_span(
+    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    dispatcher = make_dispatcher(tracer=tracer)
+    spans = [tracer.start_span(f"frame {i}") for i in range(3)]
+    futures = [dispatcher.submit(request(1))]
+    futures += [dispatcher.submit(request(i), spans[i]) for i in range(3)]
+    await asyncio.gather(*futures)
+    # Nothing changed the carriers: one frame alone, then one batch of the three sampled ones.
+    assert sorted(recorded) == [("Infer", 1), ("InferBatch", 3)]
+    (untraced,) = [t for t in double.servicer.traceparents if t.endswith("-00")]
+    (batch,) = [t for t in double.servicer.traceparents if t != untraced]
+    (client,) = exporter.get_finished_spans()
+    assert client.kind is SpanKind.CLIENT
+    assert client.name == "/lipsync.v1.LipSync/InferBatch"
+    assert client.parent is not None
+    assert client.parent.span_id == spans[0].get_span_context().span_id
+    assert [link.context.span_id for link in client.links] == [
+        s.get_span_context().span_id for s in spans[1:]
+    ]
+    assert batch == traceparent_of(client)  # type: ignore[arg-type]
+    await dispatcher.close()
+
+
+async def test_frames_with_a_clients_sampled_context_never_share_a_call(
+    make_dispatcher: Callable[..., FrameDispatcher], double: RunningDouble, recorded: Recorded
+) -> None:
+    dispatcher = make_dispatcher()
+    futures = [dispatcher.submit(request(0))]
+    futures += [dispatcher.submit(request(i), traceparent=SAMPLED) for i in range(1, 4)]
+    futures += [dispatcher.submit(request(i)) for i in range(4, 6)]
+    await asyncio.gather(*futures)
+    assert sorted(recorded) == [("Infer", 1), ("Infer", 1), ("Infer", 1), ("InferBatch", 3)]
+    # Without a tracer of the proxy's, the client's context goes to the server as it came.
+    assert double.servicer.traceparents.count(SAMPLED) == 3
+    await dispatcher.close()

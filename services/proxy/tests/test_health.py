@@ -20,6 +20,11 @@ def test_health_is_503_while_the_backend_is_down_and_200_again_after_it_restarts
     backend: DoubleProcess | None = None
     try:
         proxy.wait_ready(20 * TIME_UNIT)
+        wait_until(
+            lambda: proxy.health().json()["backends"][0]["status"] == "NOT_SERVING",  # type: ignore[index]
+            10 * TIME_UNIT,
+            "the unreachable backend NOT_SERVING",
+        )
         down = proxy.health()
         assert down.status == 503
         assert down.json() == {
@@ -31,7 +36,7 @@ def test_health_is_503_while_the_backend_is_down_and_200_again_after_it_restarts
                 {
                     "name": proxy.grpc_addr,
                     "target": proxy.grpc_addr,
-                    "status": "UNKNOWN",
+                    "status": "NOT_SERVING",
                     "address": proxy.grpc_addr,
                     "healthy": False,
                     "total_requests": 0,

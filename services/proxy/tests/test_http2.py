@@ -1118,3 +1118,86 @@ def test_under_uvloop_concurrent_calls_each_get_their_own_reply() -> None:
         assert len(replies) == 50
     finally:
         server.stop(None)
+
+
+@pytest.mark.parametrize("pad", [None, 3, 0], ids=["unpadded", "padded", "padded with no padding"])
+async def test_fed_one_byte_at_a_time_each_data_byte_counts_once_against_the_window(
+    pad: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A frame cut right after its header (before a padded frame's pad length) is read again whole.
+    monkeypatch.setattr(http2, "WINDOW_REFILL", 5_000)
+    server = Server()
+    harness = Harness()
+    harness.sent()
+    _, future = harness.start()
+    message = some_bytes(20_000)
+    wire = server.reply(1, message, cuts=range(1_000, 20_000, 1_000), pad=pad)
+    harness.feed(wire, chunk=1)
+    assert future.result() == message
+    received = sum(len(f.payload) for f in parse_frames(wire) if f.kind == DATA)
+    given_back = sum(struct.unpack(">I", f.payload)[0] for f in harness.sent() if f.kind == WINDOW_UPDATE)
+    assert given_back + harness.connection._unacked == received
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (SETTINGS_MAX_FRAME_SIZE, 0),
+        (SETTINGS_MAX_FRAME_SIZE, 16_383),
+        (SETTINGS_MAX_FRAME_SIZE, 1 << 24),
+        (SETTINGS_INITIAL_WINDOW_SIZE, 1 << 31),
+        (SETTINGS_ENABLE_PUSH, 1),
+    ],
+)
+async def test_a_settings_value_outside_what_http2_allows_is_a_protocol_error(key: int, value: int) -> None:
+    server = Server()
+    harness = Harness()
+    harness.sent()
+    _, future = harness.start()
+    harness.sent()
+    harness.feed(server.settings((key, value)))
+    assert failure(future).code is grpc.StatusCode.INTERNAL
+    assert [f.kind for f in harness.sent()] == [GOAWAY]
+    assert harness.transport.closed
+    assert harness.connection.call(ECHO, (), 5.0, b"next") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (SETTINGS_MAX_FRAME_SIZE, 16_384),
+        (SETTINGS_MAX_FRAME_SIZE, (1 << 24) - 1),
+        (SETTINGS_INITIAL_WINDOW_SIZE, 0),
+    ],
+)
+async def test_a_settings_value_at_the_edge_of_what_http2_allows_is_taken(key: int, value: int) -> None:
+    harness = Harness()
+    harness.sent()
+    harness.feed(Server().settings((key, value)))
+    assert [(f.kind, f.flags) for f in harness.sent()] == [(SETTINGS, ACK)]
+    assert not harness.transport.closed
+
+
+async def test_a_connection_whose_call_hears_nothing_is_pinged_and_dropped_if_the_ping_goes_unanswered() -> (
+    None
+):
+    harness = Harness()
+    harness.sent()
+    harness.connection.keepalive()
+    assert harness.sent() == []  # idle: not pinged
+    _, future = harness.start()
+    harness.sent()
+    harness.connection.keepalive()
+    (ping,) = harness.sent()
+    assert (ping.kind, ping.flags, ping.stream_id) == (PING, 0, 0)
+    harness.feed(frame(PING, ACK, 0, ping.payload))
+    harness.connection.keepalive()  # answered, and something came since
+    assert harness.sent() == []
+    assert not harness.transport.closed
+    harness.connection.keepalive()
+    assert [f.kind for f in harness.sent()] == [PING]
+    harness.connection.keepalive()  # no answer: taken for dead
+    assert harness.transport.aborted
+    harness.connection.connection_lost(None)
+    assert failure(future).code is grpc.StatusCode.UNAVAILABLE
+    assert failure(future).retriable

@@ -27,10 +27,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def metered_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
     """A proxy of its own, so that its counters count this module's traffic only. It sends every frame as
-    an `Infer` call (no streams, no batches), so that the server's per-method counts are exact."""
-    process = ProxyProcess(
-        logs_dir, grpc_addr=real_server.address, args=["--backend-streams", "0", "--max-batch", "1"]
-    )
+    an `Infer` call (no batches), so that the server's per-method counts are exact."""
+    process = ProxyProcess(logs_dir, grpc_addr=real_server.address, args=["--max-batch", "1"])
     process.start().wait_ready(20 * TIME_UNIT)
     try:
         wait_until(lambda: process.health().status == 200, 10 * TIME_UNIT, "the proxy's /health 200")

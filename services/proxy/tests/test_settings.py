@@ -59,12 +59,6 @@ def test_quiet_frames_is_a_switch() -> None:
     assert not settings_from_args([], environ={"PROXY_QUIET_FRAMES": "0"}).quiet_frames
 
 
-def test_batches_take_the_own_connections_unless_grpc_batches_is_set() -> None:
-    assert not settings_from_args([], environ={}).grpc_batches
-    assert settings_from_args(["--grpc-batches"], environ={}).grpc_batches
-    assert settings_from_args([], environ={"PROXY_GRPC_BATCHES": "true"}).grpc_batches
-
-
 def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as raised:
         settings_from_args(
@@ -84,7 +78,7 @@ def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> Non
                 "--allowed-origins",
                 "example.com",
             ],
-            environ={"PROXY_QUIET_FRAMES": "maybe", "PROXY_GRPC_BATCHES": "often"},
+            environ={"PROXY_QUIET_FRAMES": "maybe"},
         )
     message = str(raised.value)
     assert "\n" not in message
@@ -97,7 +91,6 @@ def test_every_invalid_setting_is_reported_in_one_message(tmp_path: Path) -> Non
         "--log-level 'loud'",
         "--allowed-origins 'example.com': must be * or scheme://host[:port]",
         "PROXY_QUIET_FRAMES 'maybe'",
-        "PROXY_GRPC_BATCHES 'often'",
     ):
         assert problem in message
 
@@ -108,15 +101,17 @@ def test_the_global_cap_cannot_be_below_the_per_connection_one() -> None:
     ]
 
 
-def test_the_frame_carriers_are_set_by_flag_or_environment_and_checked() -> None:
-    defaults = settings_from_args([], environ={})
-    assert (defaults.backend_streams, defaults.max_batch) == (4, 16)
-    env = {"PROXY_BACKEND_STREAMS": "0", "PROXY_MAX_BATCH": "1"}
-    from_env = settings_from_args([], environ=env)
-    assert (from_env.backend_streams, from_env.max_batch) == (0, 1)
-    flagged = settings_from_args(["--backend-streams", "8", "--max-batch", "32"], environ=env)
-    assert (flagged.backend_streams, flagged.max_batch) == (8, 32)
+def test_the_batch_size_is_set_by_flag_or_environment_and_checked() -> None:
+    assert settings_from_args([], environ={}).max_batch == 16
+    env = {"PROXY_MAX_BATCH": "1"}
+    assert settings_from_args([], environ=env).max_batch == 1
+    assert settings_from_args(["--max-batch", "32"], environ=env).max_batch == 32
     with pytest.raises(SettingsError) as raised:
-        settings_from_args(["--backend-streams", "-1", "--max-batch", "0"], environ={})
-    assert "--backend-streams -1: must be 0..64" in str(raised.value)
+        settings_from_args(["--max-batch", "0"], environ={})
     assert "--max-batch 0: must be 1..256 (1: no batches)" in str(raised.value)
+
+
+def test_the_removed_carrier_flags_are_refused() -> None:
+    for flag in ("--backend-streams", "--grpc-batches"):
+        with pytest.raises(SystemExit):
+            settings_from_args([flag, "1"], environ={})

@@ -1,76 +1,85 @@
-"""`GRPC_ADDR` into the channel target and the watched backends."""
+"""`GRPC_ADDR` into the sources of the backends' addresses."""
 
 from __future__ import annotations
 
 import pytest
 
 from lipsync_proxy.targets import (
-    Backend,
+    Address,
     Endpoint,
     GrpcAddr,
+    Source,
     TargetError,
-    backends,
-    channel_target,
     parse_grpc_addr,
+    sources_of,
 )
+
+
+def fixed(name: str, host: str = "", port: int = 0, path: str = "") -> Source:
+    return Source(name, fixed=Address(host, port, path))
 
 
 @pytest.mark.parametrize(
-    "uri",
+    ("grpc_addr", "sources"),
     [
-        "dns:///lipsync-server-headless:50051",
-        "dns://8.8.8.8/lipsync:50051",
-        "ipv4:10.0.0.1:50051,10.0.0.2:50051",
-        "ipv6:[::1]:50051",
-        "unix:/run/lipsync.sock",
+        ("127.0.0.1:50051", [fixed("127.0.0.1:50051", "127.0.0.1", 50051)]),
+        ("[::1]:7", [fixed("[::1]:7", "::1", 7)]),
+        ("lipsync-server:50051", [Source("lipsync-server:50051", "lipsync-server", 50051)]),
+        (
+            "dns:///lipsync-server-headless:50051",
+            [Source("lipsync-server-headless:50051", "lipsync-server-headless", 50051)],
+        ),
+        ("dns://10.0.0.53/lipsync:50051", [Source("lipsync:50051", "lipsync", 50051)]),
+        (
+            "ipv4:10.0.0.1:1,10.0.0.2:2",
+            [fixed("10.0.0.1:1", "10.0.0.1", 1), fixed("10.0.0.2:2", "10.0.0.2", 2)],
+        ),
+        ("ipv6:[::ffff:10.0.0.1]:50051", [fixed("[::ffff:10.0.0.1]:50051", "::ffff:10.0.0.1", 50051)]),
+        ("unix:/run/lipsync.sock", [fixed("unix:/run/lipsync.sock", path="/run/lipsync.sock")]),
+        ("unix:///run/lipsync.sock", [fixed("unix:///run/lipsync.sock", path="/run/lipsync.sock")]),
+        (
+            "a:1,10.0.0.9:2",
+            [
+                fixed("a:1 (10.0.0.1)", "10.0.0.1", 1),
+                fixed("a:1 (10.0.0.2)", "10.0.0.2", 1),
+                fixed("10.0.0.9:2", "10.0.0.9", 2),
+            ],
+        ),
     ],
 )
-def test_a_grpc_target_uri_is_given_to_grpc_as_it_is(uri: str) -> None:
-    addr = parse_grpc_addr(uri)
-    assert addr == GrpcAddr(uri=uri)
-    assert addr.names == []
-    assert channel_target(addr, {}) == uri
-    assert backends(addr, {}) == [Backend(uri, uri)]
+def test_grpc_addr_names_the_sources_of_the_backend_addresses(grpc_addr: str, sources: list[Source]) -> None:
+    resolved = {"a": ["10.0.0.1", "10.0.0.2"]}
+    assert sources_of(parse_grpc_addr(grpc_addr), resolved) == sources
 
 
-def test_one_host_port_is_left_to_grpcs_own_resolver() -> None:
-    addr = parse_grpc_addr(" lipsync-server:50051 ")
-    assert addr.endpoints == (Endpoint("lipsync-server", 50051),)
-    assert addr.names == []
-    assert channel_target(addr, {}) == "lipsync-server:50051"
-    assert backends(addr, {}) == [Backend("lipsync-server:50051", "lipsync-server:50051")]
+@pytest.mark.parametrize(
+    ("grpc_addr", "problem"),
+    [
+        ("xds:///lipsync", "the xds: scheme is not supported"),
+        ("unix-abstract:lipsync", "the unix-abstract: scheme is not supported"),
+        ("unix:relative.sock", "absolute path"),
+        ("dns:///no-port", "expected host:port"),
+        ("a:1,b:2", "'b' was not resolved"),
+    ],
+)
+def test_a_target_the_proxy_cannot_follow_is_refused_with_the_reason(grpc_addr: str, problem: str) -> None:
+    with pytest.raises(TargetError) as raised:
+        sources_of(parse_grpc_addr(grpc_addr), {"a": ["10.0.0.1"]})
+    assert problem in str(raised.value)
 
 
-def test_a_list_of_ipv4_addresses_becomes_one_ipv4_target() -> None:
-    addr = parse_grpc_addr("127.0.0.1:5001, 127.0.0.1:5002")
-    assert channel_target(addr, {}) == "ipv4:127.0.0.1:5001,127.0.0.1:5002"
-    assert backends(addr, {}) == [
-        Backend("127.0.0.1:5001", "ipv4:127.0.0.1:5001"),
-        Backend("127.0.0.1:5002", "ipv4:127.0.0.1:5002"),
-    ]
+def test_an_address_is_its_own_grpc_target() -> None:
+    assert Address("10.0.0.1", 5).target == "ipv4:10.0.0.1:5"
+    assert Address("::1", 5).target == "ipv6:[::1]:5"
+    assert Address(path="/run/x.sock").target == "unix:/run/x.sock"
+    assert str(Address("::1", 5)) == "[::1]:5"
 
 
-def test_names_in_a_list_are_replaced_by_their_addresses() -> None:
-    addr = parse_grpc_addr("a.example:5001,10.0.0.9:5002")
+def test_a_uri_is_kept_as_it_is_and_a_list_as_its_endpoints() -> None:
+    assert parse_grpc_addr("dns:///x:1") == GrpcAddr(uri="dns:///x:1")
+    addr = parse_grpc_addr(" a.example:5001, [::1]:5002 ")
+    assert addr.endpoints == (Endpoint("a.example", 5001), Endpoint("::1", 5002))
     assert addr.names == ["a.example"]
-    resolved = {"a.example": ["10.0.0.1", "10.0.0.2"]}
-    assert channel_target(addr, resolved) == "ipv4:10.0.0.1:5001,10.0.0.2:5001,10.0.0.9:5002"
-    assert [b.name for b in backends(addr, resolved)] == [
-        "a.example:5001 (10.0.0.1)",
-        "a.example:5001 (10.0.0.2)",
-        "10.0.0.9:5002",
-    ]
-
-
-def test_a_list_with_ipv6_becomes_an_ipv6_target_with_ipv4_mapped() -> None:
-    addr = parse_grpc_addr("[::1]:5001,127.0.0.1:5002")
-    assert addr.endpoints == (Endpoint("::1", 5001), Endpoint("127.0.0.1", 5002))
-    assert channel_target(addr, {}) == "ipv6:[::1]:5001,[::ffff:7f00:1]:5002"
-
-
-def test_an_unresolved_name_cannot_make_a_target() -> None:
-    with pytest.raises(TargetError, match="was not resolved"):
-        channel_target(parse_grpc_addr("a:1,b:2"), {"a": ["10.0.0.1"]})
 
 
 @pytest.mark.parametrize(

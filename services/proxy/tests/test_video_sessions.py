@@ -13,9 +13,10 @@ import pytest
 from av.video.codeccontext import VideoCodecContext
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 
-from .processes import TIME_UNIT, ProxyProcess, ServerProcess
+from .processes import ProxyProcess, ServerProcess
 
 pytestmark = pytest.mark.integration
 H264 = v2.VideoCodec.H264

@@ -82,6 +82,10 @@ capabilities:
   value: {{ $endpoint }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
   value: grpc
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .root.Values.otel.samplerArg | quote }}
 {{- else }}
 - name: OTEL_TRACES_EXPORTER
   value: none

@@ -17,18 +17,17 @@ from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
-from lipsync_proxy.backend_connections import Address, BackendConnections, sources_of
+from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.base_video import BaseVideos
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
-from lipsync_proxy.health import BackendMonitor, FindBackends
+from lipsync_proxy.health import BackendMonitor
 from lipsync_proxy.http_routes import HttpRoutes
 from lipsync_proxy.memory import malloc_trim, trim_when_idle
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.settings import Settings
 from lipsync_proxy.state import ProxyState
-from lipsync_proxy.targets import Backend, GrpcAddr, TargetError, backends, channel_target, parse_grpc_addr
-from lipsync_proxy.tracing_interceptor import client_interceptors
+from lipsync_proxy.targets import TargetError, parse_grpc_addr, sources_of
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ Resolver = Callable[[str], Awaitable[list[str]]]
 
 
 async def resolve_host(host: str) -> list[str]:
-    """The IP addresses of a host name, IPv4 first (one lookup, at start)."""
+    """The IP addresses of a host name, IPv4 first."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
@@ -52,27 +51,6 @@ async def resolve_host(host: str) -> list[str]:
         raise StartupError(f"cannot resolve backend host {host!r}: {exc}") from None
     addresses = dict.fromkeys(str(info[4][0]) for info in sorted(infos, key=lambda i: i[0] != socket.AF_INET))
     return list(addresses)
-
-
-def named_backends(addr: GrpcAddr, resolved: dict[str, list[str]], resolve: Resolver) -> FindBackends | None:
-    """For a `GRPC_ADDR` that names hosts (a `dns:` target, a single host:port), the backends it stands
-    for now, one per address, resolved anew on every call; None when the backends are fixed."""
-    sources = sources_of(addr, resolved)
-    if all(source.fixed is not None for source in sources):
-        return None
-
-    async def find() -> list[Backend]:
-        found = []
-        for source in sources:
-            if source.fixed is not None:
-                found.append(Backend(source.fixed.authority, source.fixed.target))
-                continue
-            for ip in await resolve(source.host):
-                address = Address(ip, source.port)
-                found.append(Backend(f"{source.host}:{source.port} ({ip})", address.target))
-        return sorted(found, key=lambda backend: backend.name)
-
-    return find
 
 
 @dataclass(frozen=True)
@@ -100,7 +78,7 @@ class ProxyApp:
 
     async def shutdown(self) -> None:
         """Stop accepting, let the connections finish what they read within the grace period, close
-        them with 1001, then close the backend channels."""
+        them with 1001, then close the backends' connections and channels."""
         state = self.state
         grace = state.settings.grace_period_s
         state.draining = True
@@ -126,31 +104,17 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     deps = deps or Dependencies()
     try:
         addr = parse_grpc_addr(settings.grpc_addr)
+        sources = sources_of(addr, {name: await deps.resolve(name) for name in addr.names})
     except TargetError as exc:
         raise StartupError(f"bad --grpc-addr {settings.grpc_addr!r}: {exc}") from None
-    resolved = {name: await deps.resolve(name) for name in addr.names}
-    target = channel_target(addr, resolved)
     metrics = Metrics()
     provider = deps.tracer_provider
-    own = None if settings.grpc_batches else BackendConnections(sources_of(addr, resolved), deps.resolve)
-    backend = BackendClient(
-        target,
-        settings.timeout_s,
-        settings.session_timeout_s,
-        metrics,
-        client_interceptors(provider),
-        streams=settings.backend_streams,
-        max_batch=settings.max_batch,
-        connections=own,
-    )
-    monitor = BackendMonitor(
-        backends(addr, resolved),
-        lambda: backend.list_models(probe=True),
-        metrics,
-        on_change=backend.rebalance,
-        find=named_backends(addr, resolved, deps.resolve),
-    )
     tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
+    pool = BackendPool(sources, deps.resolve, on_change=lambda backend, was: monitor.changed(backend, was))
+    backend = BackendClient(
+        pool, settings.timeout_s, settings.session_timeout_s, metrics, settings.max_batch, tracer
+    )
+    monitor = BackendMonitor(pool, lambda: backend.list_models(probe=True), metrics)
     state = ProxyState(settings, backend, metrics, tracer)
     metrics.inflight.set_function(lambda: state.inflight)
     metrics.sessions.set_function(lambda: state.sessions)
@@ -175,8 +139,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         monitor,
         metrics,
         lambda: state.draining,
-        backend.stats,
-        BaseVideos(backend.channel),
+        BaseVideos(pool),
     )
     try:
         server = await serve(
@@ -200,15 +163,8 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"cannot listen on {where}: address already in use") from None
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    pool.start()
     monitor.start()
-    if own:
-        own.start()
     app = ProxyApp(state, monitor, server, connections)
-    logger.info(
-        "listening on %s:%d; backends %s (target %s)",
-        settings.host or "*",
-        app.port,
-        settings.grpc_addr,
-        target,
-    )
+    logger.info("listening on %s:%d; backends %s", settings.host or "*", app.port, settings.grpc_addr)
     return app

@@ -10,6 +10,7 @@ whose etag is no longer current redirects to the current one.
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 import urllib.parse
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
-from lipsync_proxy.errors import BackendError
+from lipsync_proxy.backends import BackendPool
+from lipsync_proxy.errors import BackendError, rpc_error
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +70,8 @@ def is_base_video_path(path: str) -> bool:
 class BaseVideos:
     """The route and its small cache of files."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._stub = lipsync_pb2_grpc.LipSyncStub(channel)
+    def __init__(self, pool: BackendPool) -> None:
+        self._pool = pool
         self._files: OrderedDict[tuple[str, int], tuple[str, bytes]] = OrderedDict()
 
     async def answer(self, path: str, query: str, if_none_match: str | None) -> Answer:
@@ -105,8 +107,9 @@ class BaseVideos:
         )
         pieces: list[bytes] = []
         etag = ""
+        channel = await self._pool.channel(asyncio.get_running_loop().time() + TIMEOUT_S)
         try:
-            async for reply in self._stub.GetBaseVideo(request, timeout=TIMEOUT_S):
+            async for reply in lipsync_pb2_grpc.LipSyncStub(channel).GetBaseVideo(request, timeout=TIMEOUT_S):
                 if reply.etag:
                     etag = reply.etag
                 if reply.not_modified and held is not None:
@@ -114,7 +117,7 @@ class BaseVideos:
                     return held
                 pieces.append(reply.data)
         except grpc.aio.AioRpcError as exc:
-            raise BackendError.from_rpc_error(exc) from None
+            raise rpc_error(exc) from None
         data = b"".join(pieces)
         self._files[key] = (etag, data)
         self._files.move_to_end(key)

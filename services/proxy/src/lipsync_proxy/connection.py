@@ -10,10 +10,10 @@ mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
   over its rate, is read later; one from an address with its maximum of connections is closed (1013).
 * v1 (no subprotocol): replies are written in request order. Each request waits for the turn of the
   request before it, so a pipelining client gets its frames in order while up to `--max-inflight`
-  of them are worked on at once. A binary frame (while tracing is off) is answered from its backend
-  call's done callback, without a task of its own: it is most of the traffic, and a task with its
-  chain of coroutines is a sizeable share of what a frame costs the proxy. JSON requests and traced
-  frames are tasks, which wait for the turn before them.
+  of them are worked on at once. A binary frame (traced or not) is answered from its backend call's
+  done callback, without a task of its own: it is most of the traffic, and a task with its chain of
+  coroutines is a sizeable share of what a frame costs the proxy. JSON requests are tasks, which wait
+  for the turn before them.
 * v2 (`lipsync.v2`): replies are written as they complete; each carries its request id. Sessions
   are `lipsync_proxy.sessions.SpeakSession` tasks.
 * JSON text messages are accepted on both, in the connection's order discipline.
@@ -183,6 +183,7 @@ class _FrameReply:
     def give_up(self) -> None:
         """Cancel its backend call (the dispatcher gives the frame up)."""
         if isinstance(self.call, mapping.FrameCall):
+            self.call.give_up()
             future = self.call.future
             if not future.cancel() and not future.cancelled():
                 # Answered, but never to be sent: its error is taken as read, which asyncio would log.
@@ -296,10 +297,8 @@ class ConnectionHandler:
                         await self._v2_message(message, started)
                 elif isinstance(message, str):
                     self._spawn(self._ordered(mapping.json_message, message, started, self._last))
-                elif self._state.tracer is None:
-                    self._frame(message, started)
                 else:
-                    self._spawn(self._ordered(mapping.v1_frame, message, started, self._last))
+                    self._frame(message, started)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -366,9 +365,8 @@ class ConnectionHandler:
     # --- v1 frames without a task ------------------------------------------------------------------
 
     def _frame(self, message: bytes, started: float) -> None:
-        """A v1 binary frame while tracing is off, answered from its backend call's done callback rather
-        than by a task of its own (docs/performance.md). A traced frame needs its span around the
-        call, and takes a task (`_ordered`)."""
+        """A v1 binary frame, answered from its backend call's done callback rather than by a task of
+        its own (docs/performance.md); its span, while tracing is on, ends with its reply."""
         self._state.admit()
         turn: asyncio.Future[None] = self.ws.loop.create_future()
         frame = _FrameReply(

@@ -7,10 +7,13 @@ that is safe to send to the client. The detail behind a message is logged where 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
 import grpc
+
+logger = logging.getLogger(__name__)
 
 #: The code each gRPC status becomes in an error reply: the status name for every code the
 #: SPEC's clients handle; codes a client cannot act on differently collapse into one of those.
@@ -92,10 +95,22 @@ class BackendError(ProxyError):
         self.status = status
         self.details = details
 
-    @classmethod
-    def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> BackendError:
-        """The error of a failed grpc.aio call."""
-        return cls(error.code(), error.details() or "")
+
+_SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+
+
+def failure(code: grpc.StatusCode, details: str) -> BackendError:
+    """The BackendError of a failed call or of a frame's own Error in a batch, its details logged: a
+    server failure at WARNING, the rest (the client's mistakes, an unreachable backend the health
+    watch reports anyway) at DEBUG."""
+    log = logger.warning if code in _SERVER_FAILURES else logger.debug
+    log("gRPC call failed: %s %s", code.name, details)
+    return BackendError(code, details)
+
+
+def rpc_error(error: grpc.aio.AioRpcError) -> BackendError:
+    """The BackendError of a failed grpc.aio call, logged as `failure` says."""
+    return failure(error.code(), error.details() or "")
 
 
 class OverloadedError(ProxyError):

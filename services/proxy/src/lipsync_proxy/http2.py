@@ -216,6 +216,9 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._block = bytearray()
         self._block_id = 0
         self._block_end = False
+        # Keepalive: whether anything came since the last look, and whether a PING is unanswered.
+        self._heard = False
+        self._pinged = False
 
     # --- connection -------------------------------------------------------------------------------
 
@@ -266,6 +269,18 @@ class Http2Connection(asyncio.BufferedProtocol):
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
+
+    def keepalive(self) -> None:
+        """Called at a fixed interval: a connection with calls under way that has received nothing
+        since the last call is sent a PING; one that has not answered the PING by the next call is
+        taken for dead and aborted, failing its calls (those the server never took can go elsewhere).
+        An idle connection is not pinged: a gRPC server takes frequent pings without data for abuse."""
+        if self._pinged:
+            self.abort()
+        elif self._streams and not self._heard and self.transport is not None:
+            self.transport.write(frame_header(8, PING, 0, 0) + b"keepaliv")
+            self._pinged = True
+        self._heard = False
 
     # --- calls ------------------------------------------------------------------------------------
 
@@ -340,6 +355,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         return self._view[self._end : self._end + SCRATCH_READ]
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._heard = True
         if self._direct:
             self._direct = False
             stream = self._data
@@ -396,15 +412,18 @@ class Http2Connection(asyncio.BufferedProtocol):
             if kind == DATA:
                 if self._block_id:
                     raise ProtocolError("DATA inside a header block")
-                # The whole payload counts against the window, padding included (RFC 9113 §6.9.1).
-                self._window_used(length)
                 pad = 0
                 if flags & PADDED:
                     if self._end - self._start < 10:
+                        # The pad length has not come yet: the header is read again with it.
                         break
                     pad = self._buffer[self._start + 9]
                     if pad >= length:
                         raise ProtocolError("DATA padding longer than the frame")
+                # The whole payload counts against the window, padding included (RFC 9113 §6.9.1),
+                # once: from here on the frame's header is consumed.
+                self._window_used(length)
+                if flags & PADDED:
                     self._start += 1
                     length -= 1 + pad
                 self._start += 9
@@ -497,7 +516,9 @@ class Http2Connection(asyncio.BufferedProtocol):
             if not flags & ACK:
                 self._settings(payload)
         elif kind == PING:
-            if not flags & ACK and self.transport is not None:
+            if flags & ACK:
+                self._pinged = False
+            elif self.transport is not None:
                 self.transport.write(frame_header(8, PING, ACK, 0) + bytes(payload))
         elif kind == WINDOW_UPDATE:
             if stream_id == 0:
@@ -515,12 +536,20 @@ class Http2Connection(asyncio.BufferedProtocol):
     def _settings(self, payload: memoryview) -> None:
         for offset in range(0, len(payload), 6):
             key, value = struct.unpack_from(">HI", payload, offset)
+            # Values outside what RFC 9113 §6.5.2 allows are a connection error.
             if key == SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ProtocolError(f"SETTINGS_INITIAL_WINDOW_SIZE {value} is over 2^31-1")
                 self._peer_stream_window = value
             elif key == SETTINGS_MAX_FRAME_SIZE:
+                if not 16_384 <= value <= MAX_FRAME:
+                    raise ProtocolError(f"SETTINGS_MAX_FRAME_SIZE {value} is outside 2^14..2^24-1")
                 self._peer_max_frame = value
             elif key == SETTINGS_MAX_CONCURRENT_STREAMS:
                 self._peer_max_streams = value
+            elif key == SETTINGS_ENABLE_PUSH and value != 0:
+                # A server may not send it at all other than as 0 (RFC 9113 §6.5.2).
+                raise ProtocolError(f"SETTINGS_ENABLE_PUSH {value} from a server")
         if self.transport is not None:
             self.transport.write(frame_header(0, SETTINGS, ACK, 0))
 

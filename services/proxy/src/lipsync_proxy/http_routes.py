@@ -21,9 +21,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from lipsync_proxy import static_files
-from lipsync_proxy.backend_stats import AddressStats
+from lipsync_proxy.backends import NOT_SERVING, SERVING
 from lipsync_proxy.base_video import BaseVideos, is_base_video_path
-from lipsync_proxy.health import NOT_SERVING, SERVING, BackendMonitor
+from lipsync_proxy.health import BackendMonitor
 from lipsync_proxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lipsync_proxy.metrics import Metrics
 from lipsync_proxy.origins import origin_allowed
@@ -76,12 +76,9 @@ class HttpRoutes:
         monitor: BackendMonitor,
         metrics: Metrics,
         draining: Callable[[], bool],
-        stats: AddressStats | None = None,
         base_videos: BaseVideos | None = None,
     ) -> None:
-        """`stats`: the frames sent to each backend address, for /health."""
         self._static_dir = static_dir
-        self._stats = stats or AddressStats()
         self._base_videos = base_videos
         self._allowed_origins = allowed_origins
         self._monitor = monitor
@@ -122,7 +119,6 @@ class HttpRoutes:
     def _health(self) -> Response:
         healthy = self._monitor.serving and not self._draining()
         backends = self._backends()
-        total, errors = self._stats.all()
         payload = {
             "status": SERVING if healthy else NOT_SERVING,
             "healthy": healthy,
@@ -132,31 +128,23 @@ class HttpRoutes:
             # The seed Go proxy's keys, which monitors written against it read.
             "healthy_count": sum(1 for backend in backends if backend["healthy"]),
             "total_backends": len(backends),
-            "total_requests": total,
-            "error_count": errors,
+            "total_requests": sum(int(backend["total_requests"]) for backend in backends),
+            "error_count": sum(int(backend["error_count"]) for backend in backends),
         }
         return json_response(http.HTTPStatus.OK if healthy else http.HTTPStatus.SERVICE_UNAVAILABLE, payload)
 
-    def _backends(self) -> list[dict[str, object]]:
-        """Each backend as the monitor sees it, with the seed Go proxy's keys: its `address` as
-        configured, `healthy`, and the frames sent to it and failed (`lipsync_proxy.backend_stats`).
-        A lone backend is sent every frame; of several, each counts those sent to its address."""
-        snapshot = self._monitor.snapshot()
-        found: list[dict[str, object]] = []
-        for backend in snapshot:
-            # A name resolved at start is listed as "host:port (ip)"; the seed listed host:port.
-            address = backend["name"].split(" (", 1)[0]
-            total, errors = self._stats.all() if len(snapshot) == 1 else self._stats.totals(backend["target"])
-            found.append(
-                {
-                    **backend,
-                    "address": address,
-                    "healthy": backend["status"] == SERVING,
-                    "total_requests": total,
-                    "error_count": errors,
-                }
-            )
-        return found
+    def _backends(self) -> list[dict[str, str | int | bool]]:
+        """Each backend address as the monitor sees it, with the seed Go proxy's keys: its `address`,
+        `healthy`, and the frames it took and failed (`total_requests`, `error_count`)."""
+        return [
+            # A resolved name is listed as "host:port (ip)"; the seed listed host:port.
+            {
+                **backend,
+                "address": str(backend["name"]).split(" (", 1)[0],
+                "healthy": backend["status"] == SERVING,
+            }
+            for backend in self._monitor.snapshot()
+        ]
 
     async def _static(self, path: str) -> Response:
         if self._static_dir is None:

@@ -5,7 +5,8 @@ gRPC error or the global cap becomes the protocol's error reply. Replies are wha
 `str` for a text message, bytes-like for a binary one.
 
 While tracing is on, each decoded request (but a ping) is answered inside its span
-(`lipsync_proxy.spans`), and its gRPC call, made there, gets the client span as a child.
+(`lipsync_proxy.spans`), whose context its gRPC call carries (a v1 binary frame's span ends from its
+call's done callback, as the frame is answered).
 
 A failed request leaves one WARNING line in the log, with its code, model, frame and client, as the
 seed's proxy logged each one (`log_failure`). What the requests of one connection share (its client
@@ -22,6 +23,7 @@ import time
 from contextvars import ContextVar
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
@@ -53,6 +55,12 @@ def _log_frame(model_name: str, frame_id: int, grpc_s: float, total_s: float, si
         total_s * 1000.0,
         f"{size:,}",
     )
+
+
+def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
+    state.metrics.count_request(kind, code, time.perf_counter() - started)
+    if code != OK and state.tracer is not None:
+        spans.set_code(trace.get_current_span(), code)
 
 
 class ClientConnection:
@@ -92,12 +100,6 @@ def log_failure(kind: str, code: str, message: str, model_name: str | None, fram
     )
 
 
-def _count(state: ProxyState, kind: str, code: str, started: float) -> None:
-    state.metrics.count_request(kind, code, time.perf_counter() - started)
-    if code != OK and state.tracer is not None:
-        spans.set_code(trace.get_current_span(), code)
-
-
 def _failed(
     state: ProxyState,
     kind: str,
@@ -116,17 +118,75 @@ def overloaded_error(state: ProxyState) -> ProxyError:
     return OverloadedError(state.settings.max_inflight_total)
 
 
-async def v1_frame(state: ProxyState, message: bytes, started: float) -> Reply:
-    """A v1 binary request: the JPEG of the full frame (README layout) or the crop reply (code layout),
-    or a text error reply."""
+class FrameCall:
+    """A v1 frame whose backend call is under way (`start_v1_frame`): `reply()` once `future` is done
+    and not cancelled, else `give_up()`."""
+
+    __slots__ = ("called", "future", "request", "span", "started", "state")
+
+    def __init__(
+        self,
+        state: ProxyState,
+        request: v1.V1Request,
+        started: float,
+        future: asyncio.Future[bytes],
+        span: Span | None,
+    ) -> None:
+        self.state = state
+        self.request = request
+        self.started = started
+        self.called = time.perf_counter()
+        #: The serialized `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
+        self.future = future
+        #: The request's span while tracing is on (recorded or not); it ends with the reply.
+        self.span = span
+
+    def reply(self) -> Reply:
+        """The JPEG of the full frame or the crop reply, or a text error reply; its span, if any, ends
+        with it (and is the current one meanwhile, for the frame's log line)."""
+        span, self.span = self.span, None
+        if span is None or not span.is_recording():
+            # A span the sampler dropped records nothing, its end included.
+            return self._reply()[0]
+        with trace.use_span(span, end_on_exit=False):
+            reply, code = self._reply()
+        spans.end(span, code, reply)
+        return reply
+
+    def _reply(self) -> tuple[Reply, str]:
+        try:
+            reply = self.state.backend.decode(self.future.result())
+        except ProxyError as exc:
+            return _v1_failed(self.state, self.request, self.started, exc), exc.code
+        return _v1_answered(self.state, self.request, self.started, self.called, reply), OK
+
+    def give_up(self) -> None:
+        """The frame was given up (its client went away); its span, if not ended yet, ends CANCELLED."""
+        if self.span is not None:
+            spans.end(self.span, spans.CANCELLED, "")
+            self.span = None
+
+
+def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply | FrameCall:
+    """A v1 binary request, without awaiting anything: its error reply at once, or its backend call
+    under way. The connection answers it from the call's done callback, without a task of its own
+    (`lipsync_proxy.connection`)."""
     request = _v1_request(state, message, started)
     if isinstance(request, str):
         return request
-    reply = _v1_infer(state, request, started)
-    if state.tracer is None:
-        return await reply
-    attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, _v1_mode(request))
-    return await spans.traced(state.tracer, V1_FRAME, started, None, attributes, reply)
+    span = None
+    if state.tracer is not None:
+        attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, _v1_mode(request))
+        span = spans.start(state.tracer, V1_FRAME, started, None, attributes)
+    if state.overloaded:
+        error = overloaded_error(state)
+        if span is not None:
+            spans.end(span, error.code, "")
+        return _v1_failed(state, request, started, error)
+    recorded = span if span is not None and span.is_recording() else None
+    return FrameCall(
+        state, request, started, state.backend.submit(_v1_infer_request(request), recorded), span
+    )
 
 
 def _v1_mode(request: v1.V1Request) -> OutputMode:
@@ -151,45 +211,6 @@ def _v1_infer_request(request: v1.V1Request) -> bytes:
     return message.SerializeToString()
 
 
-class FrameCall:
-    """A v1 frame whose backend call is under way (`start_v1_frame`): `reply()` once `future` is done
-    and not cancelled."""
-
-    __slots__ = ("called", "future", "request", "started", "state")
-
-    def __init__(
-        self, state: ProxyState, request: v1.V1Request, started: float, future: asyncio.Future[bytes]
-    ) -> None:
-        self.state = state
-        self.request = request
-        self.started = started
-        self.called = time.perf_counter()
-        #: The serialized `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
-        self.future = future
-
-    def reply(self) -> Reply:
-        """The JPEG of the full frame or the crop reply, or a text error reply."""
-        try:
-            reply = self.state.backend.decode(self.future.result())
-        except ProxyError as exc:
-            return _v1_failed(self.state, self.request, self.started, exc)
-        return _v1_answered(self.state, self.request, self.started, self.called, reply)
-
-
-def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply | FrameCall:
-    """A v1 binary request while tracing is off, without awaiting anything: its error reply at once,
-    or its backend call under way. The connection answers it from the call's done callback, without a
-    task of its own (`lipsync_proxy.connection`)."""
-    request = _v1_request(state, message, started)
-    if isinstance(request, str):
-        return request
-    refused = _v1_refused(state, request, started)
-    if refused is not None:
-        return refused
-    future = state.backend.submit(_v1_infer_request(request))
-    return FrameCall(state, request, started, future)
-
-
 def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.V1Request | str:
     """The decoded request, or the text error reply of a malformed one."""
     try:
@@ -197,23 +218,6 @@ def _v1_request(state: ProxyState, message: bytes, started: float) -> v1.V1Reque
     except ProtocolError as exc:
         _failed(state, V1_FRAME, exc, started)
         return json_messages.error_reply(exc.code, exc.message)
-
-
-async def _v1_infer(state: ProxyState, request: v1.V1Request, started: float) -> Reply:
-    refused = _v1_refused(state, request, started)
-    if refused is not None:
-        return refused
-    called = time.perf_counter()
-    try:
-        reply = await state.backend.infer(_v1_infer_request(request), traced=_traced(state))
-    except ProxyError as exc:
-        return _v1_failed(state, request, started, exc)
-    return _v1_answered(state, request, started, called, reply)
-
-
-def _v1_refused(state: ProxyState, request: v1.V1Request, started: float) -> str | None:
-    """The error reply of a frame the global cap refused; None when it was admitted."""
-    return _v1_failed(state, request, started, overloaded_error(state)) if state.overloaded else None
 
 
 def _v1_failed(state: ProxyState, request: v1.V1Request, started: float, error: ProxyError) -> str:
@@ -236,19 +240,6 @@ def _v1_answered(
         return image
     bounds = tuple(float(v) for v in reply.bounds()) if reply.has_bounds else ()
     return v1.encode_crop_reply(reply.frame_id, (done - started) * 1000.0, image, bounds)
-
-
-def _traced(state: ProxyState) -> bool:
-    """Whether the current request's span is recorded: its frame then gets a gRPC call of its own, with
-    a client span and the server's spans in the same trace (lipsync_proxy.backend)."""
-    return state.tracer is not None and trace.get_current_span().is_recording()
-
-
-def _traceparent(state: ProxyState, traceparent: str | None) -> list[tuple[str, str]] | None:
-    """The client's W3C trace context as gRPC metadata, so that the server's spans join its trace.
-    While tracing is on the client interceptor sends the proxy's client span instead, a descendant of
-    the client's span."""
-    return None if traceparent is None or state.tracer is not None else [("traceparent", traceparent)]
 
 
 async def json_message(state: ProxyState, text: str | bytes, started: float) -> Reply:
@@ -443,8 +434,7 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
             frame_id=request.frame_id,
             output_mode=proto_mode(request.output_mode),
         ).SerializeToString()
-        metadata = _traceparent(state, request.traceparent)
-        reply = await state.backend.infer(message, metadata, traced=_traced(state))
+        reply = await state.backend.infer(message, request.traceparent)
     except ProxyError as exc:
         _failed(state, "inference", exc, started, request.model_name, request.frame_id)
         return json_messages.inference_error(
@@ -498,9 +488,8 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        metadata = _traceparent(state, request.traceparent)
         message = infer_request(request).SerializeToString()
-        reply = await state.backend.infer(message, metadata, traced=_traced(state))
+        reply = await state.backend.infer(message, request.traceparent)
     except ProxyError as exc:
         _failed(state, V2_INFER, exc, started, request.model_name, request.frame_id)
         return v2.encode_error(request.request_id, exc.code, exc.message)

@@ -42,7 +42,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The `type` label of a v1 binary frame request (JSON requests use their "type").
 V1_FRAME = "v1_frame"
 #: The methods that carry frames to the backends (`lipsync_proxy.dispatch`).
-FRAME_METHODS = ("Infer", "InferBatch", "StreamInfer")
+FRAME_METHODS = ("Infer", "InferBatch")
 #: Frames per InferBatch call.
 BATCH_BUCKETS = (2, 4, 8, 16, 32, 64)
 #: Per session, the share of the frames asked for that were delivered.
@@ -188,9 +188,8 @@ class Metrics:
         )
         self.backend_frames = LoopCounter(
             "lipsync_proxy_backend_frames",
-            "Frames sent to the backends, by the method that carried them: Infer, InferBatch or "
-            "StreamInfer (a stream carrying one frame at a time); a frame whose stream failed counts once, "
-            "as the Infer that sent it again",
+            "Frames sent to the backends, by the method that carried them: Infer or InferBatch; a frame "
+            "sent again to another backend (the first never took it) counts again",
             ["method"],
             r,
         )
@@ -218,7 +217,7 @@ class Metrics:
         self.latency.observe((kind,), seconds)
 
     def record_frames(self, method: str, frames: int, seconds: float) -> None:
-        """A call (or a stream's exchange) that carried `frames` frames is over after `seconds`."""
+        """A call that carried `frames` frames is over after `seconds`."""
         labels = (method,)
         self.grpc_latency.observe(labels, seconds)
         self.backend_frames.inc(labels, frames)

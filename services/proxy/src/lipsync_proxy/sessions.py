@@ -16,7 +16,7 @@ JPEG sessions (neither flag) run exactly as they did: their credits stay in the 
 
 A session counts the frames its audio asked for (each frame the backend streamed, or that frame's
 error) and those it delivered; while tracing is on it runs inside its own span, the parent of the
-`Speak` call's client span.
+`Speak` stream's client span, whose context the stream carries to the server.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import grpc
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy import spans
+from lipsync_proxy.dispatch import Metadata, traceparent, untraced
 from lipsync_proxy.errors import BackendError, ProxyError, status_of_number, wire_code
 from lipsync_proxy.mapping import bounds_of, output_mode, proto_mode, timings_of
 from lipsync_proxy.protocol import v2
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Audio a session may have waiting for its gRPC stream: about 32 s of 16 kHz PCM16.
 MAX_QUEUED_AUDIO_BYTES = 1 << 20
+SPEAK_METHOD = "/lipsync.v1.LipSync/Speak"
 
 _PROTO_ACTIONS = {
     v2.SessionAction.INTERRUPT: lipsync_pb2.SpeakControl.ACTION_INTERRUPT,
@@ -63,6 +65,8 @@ class SpeakSession:
         self.credits = start.credits
         #: Set once SESSION_END is being sent: a CANCEL that arrives later has nothing to cancel.
         self.ended = False
+        #: How the `Speak` stream ended, for its client span.
+        self.status = grpc.StatusCode.OK
         #: Frames the backend streamed (images or per-frame errors) and images sent to the client.
         self.frames_requested = 0
         self.frames_delivered = 0
@@ -137,17 +141,18 @@ class SpeakSession:
         start = self.start
         tracer = self._state.tracer
         if tracer is None:
-            # The client's trace context goes to the server as it came; with tracing on, the client
-            # interceptor sends the proxy's own client span instead.
-            traceparent = start.traceparent
-            return await self._serve(None if traceparent is None else [("traceparent", traceparent)])
+            # The client's trace context goes to the server as it came.
+            return await self._serve(self._state.backend.metadata(start.traceparent))
         attributes = spans.frame_attributes("v2", start.model_name, start.start_frame_id, start.output_mode)
         with spans.request_span(
             tracer, "v2_session", time.perf_counter(), start.traceparent, attributes
         ) as span:
+            client = spans.client(tracer, SPEAK_METHOD, span, {}) if span.is_recording() else None
             try:
-                code = await self._serve(None)
+                code = await self._serve(untraced() if client is None else traceparent(client))
             finally:
+                if client is not None:
+                    spans.end_client(client, self.status)
                 span.set_attributes(
                     {
                         spans.FRAMES_REQUESTED: self.frames_requested,
@@ -158,8 +163,15 @@ class SpeakSession:
             spans.set_code(span, code)
             return code
 
-    async def _serve(self, metadata: list[tuple[str, str]] | None) -> str:
-        call = self._state.backend.speak(metadata)
+    async def _serve(self, metadata: Metadata | None) -> str:
+        self.status = grpc.StatusCode.CANCELLED
+        try:
+            call = await self._state.backend.speak(metadata)
+        except BackendError as exc:
+            self.ended = True
+            self.status = exc.status
+            await self._send(v2.encode_session_end(self.id, exc.code, exc.message))
+            return exc.code
         writer = asyncio.create_task(self._write(call))
         code, message = "OK", ""
         try:
@@ -180,7 +192,8 @@ class SpeakSession:
                 if not response.frame.HasField("error"):
                     self.frames_delivered += 1
         except grpc.aio.AioRpcError as exc:
-            error = BackendError.from_rpc_error(exc)
+            self.status = exc.code()
+            error = BackendError(exc.code(), exc.details() or "")
             logger.info("session %d ended: %s %s", self.id, exc.code().name, exc.details())
             code, message = error.code, error.message
         finally:
@@ -189,6 +202,8 @@ class SpeakSession:
             self._room.set()
             writer.cancel()
             call.cancel()
+        if code == "OK":
+            self.status = grpc.StatusCode.OK
         self.ended = True
         await self._send(v2.encode_session_end(self.id, code, message))
         return code

@@ -55,11 +55,8 @@ class Settings:
     max_inflight: int = 8
     max_inflight_total: int = 1024
     timeout_s: float = 5.0
-    # Frames to the backends (lipsync_proxy.dispatch): StreamInfer lanes kept open, frames per InferBatch.
-    backend_streams: int = 4
+    # Frames per InferBatch call under load (lipsync_proxy.dispatch).
     max_batch: int = 16
-    # Batches through grpc.aio only, never on the proxy's own HTTP/2 connections (backend_connections).
-    grpc_batches: bool = False
     session_timeout_s: float = 3600.0
     max_message_size: int = 1 << 20
     ping_interval_s: float = 20.0
@@ -99,8 +96,6 @@ class Settings:
             )
         if not self.timeout_s > 0:
             found.append(f"--timeout {self.timeout_s}: must be > 0 seconds")
-        if not 0 <= self.backend_streams <= 64:
-            found.append(f"--backend-streams {self.backend_streams}: must be 0..64")
         if not 1 <= self.max_batch <= 256:
             found.append(f"--max-batch {self.max_batch}: must be 1..256 (1: no batches)")
         if not self.session_timeout_s > 0:
@@ -174,17 +169,7 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
     add("--max-inflight", help="requests one connection may have in flight (default 8)")
     add("--max-inflight-total", help="requests all connections may have in flight (default 1024)")
     add("--timeout", help="deadline of every gRPC call, seconds (default 5)")
-    add(
-        "--backend-streams",
-        help="StreamInfer streams kept open for frames, one frame on each at a time (default 4; 0: none)",
-    )
     add("--max-batch", help="frames per InferBatch call under load (default 16; 1: no batches)")
-    add(
-        "--grpc-batches",
-        action="store_true",
-        default=None,
-        help="send batches and unary calls through grpc only, not on the proxy's own HTTP/2 connections",
-    )
     add("--session-timeout", help="deadline of a v2 speaking session's gRPC stream, seconds (default 3600)")
     add("--max-message-size", help="largest inbound WebSocket message, bytes (default 1048576)")
     add(
@@ -220,9 +205,7 @@ _ENV = {
     "max_inflight": "PROXY_MAX_INFLIGHT",
     "max_inflight_total": "PROXY_MAX_INFLIGHT_TOTAL",
     "timeout": "PROXY_TIMEOUT",
-    "backend_streams": "PROXY_BACKEND_STREAMS",
     "max_batch": "PROXY_MAX_BATCH",
-    "grpc_batches": "PROXY_GRPC_BATCHES",
     "session_timeout": "PROXY_SESSION_TIMEOUT",
     "max_message_size": "PROXY_MAX_MESSAGE_SIZE",
     "ping_interval": "PROXY_PING_INTERVAL",
@@ -326,9 +309,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
             number("max_inflight_total", "--max-inflight-total", int, defaults.max_inflight_total)
         ),
         timeout_s=number("timeout", "--timeout", float, defaults.timeout_s),
-        backend_streams=int(number("backend_streams", "--backend-streams", int, defaults.backend_streams)),
         max_batch=int(number("max_batch", "--max-batch", int, defaults.max_batch)),
-        grpc_batches=boolean("grpc_batches", defaults.grpc_batches),
         session_timeout_s=number("session_timeout", "--session-timeout", float, defaults.session_timeout_s),
         max_message_size=int(
             number("max_message_size", "--max-message-size", int, defaults.max_message_size)

@@ -1,5 +1,5 @@
-"""The proxy's own spans: one per WebSocket request and one per v2 session, each the parent of the gRPC
-client span of its call (docs/observability.md lists them and their attributes).
+"""The proxy's own spans: one per WebSocket request and one per v2 session, each the parent of what its
+gRPC call does (docs/observability.md lists them and their attributes).
 
 Made only while tracing is on: callers check `ProxyState.tracer` first, so that with tracing off a
 request creates no span object at all.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+import grpc
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 from websockets.exceptions import ConnectionClosed
@@ -62,6 +63,58 @@ def reply_size(reply: str | bytes | memoryview) -> int:
     return reply.nbytes if isinstance(reply, memoryview) else len(reply)
 
 
+def start(
+    tracer: Tracer,
+    name: str,
+    started: float,
+    traceparent: str | None,
+    attributes: Mapping[str, AttributeValue],
+) -> Span:
+    """A SERVER span `ws <name>` from `started` (the `time.perf_counter()` at which the request was
+    read); a client's W3C `traceparent` makes it a child of the client's span, in the client's trace.
+    Whether it is recorded is the sampler's choice (`OTEL_TRACES_SAMPLER`)."""
+    parent = None if traceparent is None else _W3C.extract({"traceparent": traceparent})
+    # Spans take wall-clock start times; `started` is monotonic.
+    start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
+    span = tracer.start_span(f"ws {name}", parent, SpanKind.SERVER, start_time=start_ns)
+    if span.is_recording():
+        # Only now: most requests' spans are not sampled.
+        span.set_attributes({**attributes, CODE: OK})
+    return span
+
+
+def end(span: Span, code: str, reply: str | bytes | memoryview) -> None:
+    """End a request's span: how it ended (`set_code`) and the size of its reply."""
+    if span.is_recording():
+        if code != OK:
+            set_code(span, code)
+        span.set_attribute(REPLY_BYTES, reply_size(reply))
+    span.end()
+
+
+def client(
+    tracer: Tracer,
+    method: str,
+    parent: Span,
+    attributes: Mapping[str, AttributeValue],
+    links: Sequence[Link] = (),
+) -> Span:
+    """A CLIENT span of a gRPC call of `method` (`/package.Service/Method`) made for `parent`."""
+    service, name = method[1:].rsplit("/", 1)
+    standard = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+    return tracer.start_span(
+        method, set_span_in_context(parent), SpanKind.CLIENT, standard | dict(attributes), links=links
+    )
+
+
+def end_client(span: Span, status: grpc.StatusCode) -> None:
+    """End a CLIENT span with how its call ended: ERROR for any status but OK."""
+    span.set_attribute("rpc.grpc.status_code", status.value[0])
+    if status is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, status.name))
+    span.end()
+
+
 @contextmanager
 def request_span(
     tracer: Tracer,
@@ -70,19 +123,12 @@ def request_span(
     traceparent: str | None,
     attributes: Mapping[str, AttributeValue],
 ) -> Iterator[Span]:
-    """A SERVER span `ws <name>`, current inside the block, from `started` (the `time.perf_counter()`
-    at which the request was read) to the end of the block.
+    """The span of `start`, current inside the block and ended with it.
 
-    A client's W3C `traceparent` makes it a child of the client's span, in the client's trace.
     `lipsync.code` is OK unless `set_code` says otherwise; a block left by cancellation or by the
     client going away ends CANCELLED, one left by an exception (a bug) INTERNAL.
     """
-    parent = None if traceparent is None else _W3C.extract({"traceparent": traceparent})
-    # Spans take wall-clock start times; `started` is monotonic.
-    start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
-    span = tracer.start_span(
-        f"ws {name}", parent, SpanKind.SERVER, {**attributes, CODE: OK}, start_time=start_ns
-    )
+    span = start(tracer, name, started, traceparent, attributes)
     try:
         with trace.use_span(span, record_exception=False, set_status_on_exception=False):
             yield span

@@ -1,15 +1,13 @@
-"""`GRPC_ADDR` parsed into the gRPC target of the proxy's channel and the backends it watches.
+"""`GRPC_ADDR` parsed into the sources of the backends' addresses (`lipsync_proxy.backends` follows them).
 
 `GRPC_ADDR` is one of:
 
-* a gRPC target URI (`dns:///lipsync-server-headless:50051`, `ipv4:10.0.0.1:50051,10.0.0.2:50051`,
-  `unix:/run/lipsync.sock`): given to gRPC as it is, so a `dns:` name is re-resolved as its addresses
-  change (a Kubernetes headless Service) and gRPC's round_robin spreads calls over all of them;
-* one `host:port`: also given as it is (gRPC's default resolver is DNS);
-* a comma list `h1:p1,h2:p2`: one gRPC target cannot name several hosts, and the `ipv4:`/`ipv6:`
-  schemes take IP literals only, so each name is resolved once at start and the addresses become one
-  `ipv4:` (or, when any is IPv6, `ipv6:` with IPv4-mapped) target. A list therefore does not follow
-  DNS changes; use one `dns:///name:port` for a changing set of servers.
+* a gRPC target URI of the schemes `dns:` (`dns:///lipsync-server-headless:50051`: the name is resolved
+  again as its addresses change, a Kubernetes headless Service), `ipv4:`/`ipv6:`
+  (`ipv4:10.0.0.1:50051,10.0.0.2:50051`) or `unix:` (`unix:/run/lipsync.sock`);
+* one `host:port`: a name is resolved again as with `dns:`;
+* a comma list `h1:p1,h2:p2`: each name is resolved once at start, so a list does not follow DNS
+  changes; use one `dns:///name:port` for a changing set of servers.
 
 Everything here is pure; the resolution itself is done by the caller.
 """
@@ -21,7 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-#: Target URI schemes grpc-core resolves; anything else before a colon is a host name.
+#: Target URI schemes grpc-core resolves; anything else before a colon is a host name. The proxy follows
+#: the first four (`sources_of`); the others are refused at start with a clear message.
 URI_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?"
@@ -64,14 +63,6 @@ class GrpcAddr:
         if self.uri is not None or len(self.endpoints) == 1:
             return []
         return sorted({e.host for e in self.endpoints if e.ip_version is None})
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """One backend as /health lists it: `name` as configured, `target` the channel target to watch."""
-
-    name: str
-    target: str
 
 
 def parse_grpc_addr(text: str) -> GrpcAddr:
@@ -127,37 +118,77 @@ def endpoint_addresses(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) ->
     return pairs
 
 
-def _joined(ips_and_ports: Sequence[tuple[str, int]]) -> str:
-    if all(ipaddress.ip_address(ip).version == 4 for ip, _ in ips_and_ports):
-        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in ips_and_ports)
-    mapped = []
-    for ip, port in ips_and_ports:
-        address = ipaddress.ip_address(ip)
-        v6 = ipaddress.IPv6Address(f"::ffff:{address}") if address.version == 4 else address
-        mapped.append(f"[{v6}]:{port}")
-    return "ipv6:" + ",".join(mapped)
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One backend address: an IP address `host` and `port`, or the `path` of a Unix socket."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def authority(self) -> str:
+        """`host:port` (IPv6 in brackets), or `localhost` for a Unix socket: a call's `:authority`."""
+        if self.path:
+            return "localhost"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def target(self) -> str:
+        """The gRPC target of exactly this address."""
+        if self.path:
+            return f"unix:{self.path}"
+        return f"ipv6:{self.authority}" if ":" in self.host else f"ipv4:{self.authority}"
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.path else self.authority
 
 
-def channel_target(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> str:
-    """The one target of the proxy's channel; `resolved` maps each of `addr.names` to its IPs."""
-    if addr.uri is not None:
-        return addr.uri
-    if len(addr.endpoints) == 1:
-        return str(addr.endpoints[0])
-    return _joined([(ip, endpoint.port) for endpoint, ip in endpoint_addresses(addr, resolved)])
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where addresses come from: a `host` name to resolve (with its `port`), or one `fixed` address.
+    `name` is how GRPC_ADDR wrote it (/health and the metrics name each address by it)."""
+
+    name: str
+    host: str = ""
+    port: int = 0
+    fixed: Address | None = None
 
 
-def backends(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[Backend]:
-    """The backends whose grpc.health.v1 status the proxy watches, one per address it balances over.
+def sources_of(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[Source]:
+    """The sources of a parsed `GRPC_ADDR`; `resolved` holds the comma list's names resolved at start.
+    Raises TargetError for a target scheme the proxy does not follow (xds, vsock, ...)."""
+    if addr.uri is None:
+        if len(addr.endpoints) == 1:
+            return _endpoint_sources(addr.endpoints[0])
+        return [
+            Source(str(e) if e.ip_version is not None else f"{e} ({ip})", fixed=Address(ip, e.port))
+            for e, ip in endpoint_addresses(addr, resolved)
+        ]
+    scheme, _, rest = addr.uri.partition(":")
+    scheme = scheme.lower()
+    if scheme == "unix":
+        path = rest[2:] if rest.startswith("//") else rest
+        if not path.startswith("/"):
+            raise TargetError("a unix: target needs an absolute path")
+        return [Source(addr.uri, fixed=Address(path=path))]
+    if scheme == "dns":
+        # dns:[//authority/]host:port; grpc's default port of 443 is no backend's.
+        name = rest.split("/")[-1] if rest.startswith("//") else rest
+        return _endpoint_sources(_one_endpoint(name))
+    if scheme in ("ipv4", "ipv6"):
+        return [source for entry in rest.split(",") for source in _endpoint_sources(_one_endpoint(entry))]
+    raise TargetError(f"the {scheme}: scheme is not supported; use dns:, ipv4:, ipv6:, unix: or host:port")
 
-    A URI or a single host:port is one backend (its health is watched on one of its addresses); a
-    comma list is one backend per resolved address."""
-    if addr.uri is not None:
-        return [Backend(addr.uri, addr.uri)]
-    if len(addr.endpoints) == 1:
-        return [Backend(str(addr.endpoints[0]), str(addr.endpoints[0]))]
-    found = []
-    for endpoint, ip in endpoint_addresses(addr, resolved):
-        name = str(endpoint) if endpoint.ip_version is not None else f"{endpoint} ({ip})"
-        found.append(Backend(name, _joined([(ip, endpoint.port)])))
-    return found
+
+def _one_endpoint(text: str) -> Endpoint:
+    parsed = parse_grpc_addr(text)
+    if parsed.uri is not None or len(parsed.endpoints) != 1:
+        raise TargetError(f"{text!r} is not one host:port")
+    return parsed.endpoints[0]
+
+
+def _endpoint_sources(endpoint: Endpoint) -> list[Source]:
+    if endpoint.ip_version is None:
+        return [Source(str(endpoint), endpoint.host, endpoint.port)]
+    return [Source(str(endpoint), fixed=Address(endpoint.host, endpoint.port))]

@@ -12,7 +12,9 @@ import pytest
 from numpy.typing import NDArray
 from websockets.sync.client import connect
 
-from ..processes import TIME_UNIT, ProxyProcess
+from lipsync_common.waiting import TIME_UNIT
+
+from ..processes import ProxyProcess
 from .harness import ARTIFACTS, ClientPage, client_url, expect
 from .page_doubles import drop_video_chunk, strip_video_request
 

@@ -1,26 +1,10 @@
-"""Frames and failures per backend address, for /health's seed keys."""
+"""The seed Go proxy's backend flags."""
 
 from __future__ import annotations
 
 import pytest
 
-from lipsync_proxy.backend_stats import AddressStats, address_key
 from lipsync_proxy.settings import SettingsError, settings_from_args
-
-
-def test_address_stats_match_an_address_however_it_is_spelled() -> None:
-    stats = AddressStats()
-    stats.record("127.0.0.1:50051", 4, False)
-    stats.record("127.0.0.1:50051", 2, True)
-    stats.record("[::1]:50052", 1, True)
-    stats.record(None, 3, False)
-
-    assert stats.totals("ipv4:127.0.0.1:50051") == (6, 2)
-    assert stats.totals("ipv6:[::ffff:127.0.0.1]:50051") == (6, 2)
-    assert stats.totals("ipv6:[::1]:50052") == (1, 1)
-    assert stats.totals(None) == (3, 0)
-    assert stats.all() == (10, 3)
-    assert address_key("ipv6:[0:0::1]:7") == "[::1]:7"
 
 
 @pytest.mark.parametrize(
