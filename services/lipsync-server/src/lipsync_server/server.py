@@ -38,7 +38,7 @@ LIPSYNC_SERVICE = lipsync_pb2.DESCRIPTOR.services_by_name["LipSync"].full_name
 SEED_SERVICE = optimized_lipsyncsrv_pb2.DESCRIPTOR.services_by_name["OptimizedLipSyncService"].full_name
 HEALTH_SERVICES = ("", LIPSYNC_SERVICE, SEED_SERVICE)
 # How long the server keeps taking calls after it turns NOT_SERVING, so that the balancers watching
-# its health (the proxy's round_robin with client-side health checking) move their calls elsewhere.
+# its health (the proxy's health watch, gRPC clients' health checking) move their calls elsewhere.
 SHUTDOWN_NOTICE_S = 1.0
 # A client connection is told to go away (GOAWAY; its calls and streams under way finish) after this
 # long. gRPC's DNS resolver looks a name up again only when a connection ends, so without it a client
