@@ -67,8 +67,9 @@ def test_the_package_audio_plays_in_sync_with_the_frames(
     assert statistics.median(abs(offset) for offset in offsets) < MAX_OFFSET_S, offsets
     # In sync by playing along, not by being moved to the frame again and again: audio that did not
     # play along would drift past MAX_DRIFT_S (0.12 s) every 3 frames, about 12 seeks in these 1.4 s.
-    # A browser stalled by a loaded machine may need a correction or two (CI once saw 2).
-    assert seeks <= 2
+    # A browser stalled by a busy machine needs a correction now and then (CI saw 2 and 3); 4 is still a
+    # third of what audio that does not play along needs.
+    assert seeks <= 4
     page.wait_for_function("() => document.getElementById('package-audio').paused")
     assert client.errors == []
 
