@@ -39,19 +39,17 @@ from pathlib import Path
 
 import websockets
 from smoke import (
-    BUILD_SERVICES,
     REPO,
     TIME_UNIT_S,
     TLS_CERT_IN_NGINX,
     SmokeError,
     Stack,
-    choose_base_image,
+    build_and_start,
     container_state,
+    guarded,
     jpeg_problem,
     run,
-    tear_down,
     v1_request,
-    wait_until_healthy,
 )
 
 logger = logging.getLogger("replicas")
@@ -136,6 +134,7 @@ class Summary:
     failure: str | None = None
     replicas: int = 0
     base_image: str | None = None
+    base_image_s: float | None = None
     build_s: float | None = None
     time_to_healthy_s: float | None = None
     connections: int = 0
@@ -373,36 +372,21 @@ async def exercise(args: argparse.Namespace, stack: Stack, cafile: Path, summary
 
 def check(args: argparse.Namespace, summary: Summary) -> None:
     """Build, start scaled, exercise, always tear down."""
-    started = time.monotonic()
     stack = Stack(PROJECT)
     summary.replicas = args.replicas
-    try:
-        summary.base_image = args.base_image or choose_base_image()
-        logger.info("building the images on %s", summary.base_image or "the official base images")
-        build_started = time.monotonic()
-        build_args = ["--build-arg", f"BASE_IMAGE={summary.base_image}"] if summary.base_image else []
-        stack.run("build", *stack.parallel_build_flag(), *build_args, *BUILD_SERVICES, timeout_s=1800)
-        summary.build_s = round(time.monotonic() - build_started, 1)
 
+    def stages() -> None:
         logger.info("starting the stack with %d server replicas", args.replicas)
-        up_started = time.monotonic()
-        stack.run("up", "-d", "--no-build", "--scale", f"{SERVER}={args.replicas}")
-        wait_until_healthy(stack, timeout_s=300 * TIME_UNIT_S)
+        build_and_start(args, stack, summary, "--scale", f"{SERVER}={args.replicas}")
+        started = time.monotonic()
         wait_until_every_replica_is_healthy(stack, timeout_s=300 * TIME_UNIT_S)
-        summary.time_to_healthy_s = round(time.monotonic() - up_started, 1)
+        healthy_s = (summary.time_to_healthy_s or 0.0) + time.monotonic() - started
+        summary.time_to_healthy_s = round(healthy_s, 1)
         cafile: Path = args.artifacts / "tls.crt"
         cafile.write_text(stack.run("exec", "-T", "nginx", "cat", TLS_CERT_IN_NGINX))
         asyncio.run(exercise(args, stack, cafile, summary))
-        summary.failure = summary.verdict()
-    except SmokeError as exc:
-        summary.failure = str(exc)
-    except Exception as exc:  # whatever went wrong, the summary is printed and the stack removed
-        logger.exception("unexpected error")
-        summary.failure = f"{type(exc).__name__}: {exc}"
-    finally:
-        tear_down(stack, keep=args.keep, logs_to=args.artifacts / "compose.log" if summary.failure else None)
-        summary.total_s = round(time.monotonic() - started, 1)
-    summary.passed = summary.failure is None
+
+    guarded(args, stack, summary, stages)
 
 
 def main(argv: list[str] | None = None) -> int:

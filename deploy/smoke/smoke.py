@@ -32,9 +32,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import grpc
@@ -348,8 +349,23 @@ def look_for_trace(sink_port: int, wait_s: float) -> dict[str, object] | None:
 # ---- main ---------------------------------------------------------------------------------------------
 
 
-def run_stages(args: argparse.Namespace, stack: Stack, summary: Summary) -> None:
-    """Steps 1 to 5 of the module docstring, filling in `summary`; raise SmokeError when one fails."""
+class StackSummary(Protocol):
+    """What every check of the stack records about building and starting it, and its verdict."""
+
+    base_image: str | None
+    base_image_s: float | None
+    build_s: float | None
+    time_to_healthy_s: float | None
+    failure: str | None
+    total_s: float | None
+    passed: bool
+
+    def verdict(self) -> str | None: ...
+
+
+def build_and_start(args: argparse.Namespace, stack: Stack, summary: StackSummary, *up_args: str) -> None:
+    """Build the images (on `--base-image` or one chosen here), start the stack with `up_args` and wait
+    until it is healthy, recording each step's time in `summary`; raise SmokeError when one fails."""
     started = time.monotonic()
     logger.info("choosing the base image")
     summary.base_image = args.base_image or choose_base_image()
@@ -363,9 +379,14 @@ def run_stages(args: argparse.Namespace, stack: Stack, summary: Summary) -> None
 
     logger.info("starting the stack and waiting until it is healthy")
     started = time.monotonic()
-    stack.run("up", "-d", "--no-build")
+    stack.run("up", "-d", "--no-build", *up_args)
     wait_until_healthy(stack, timeout_s=300 * TIME_UNIT_S)
     summary.time_to_healthy_s = round(time.monotonic() - started, 1)
+
+
+def run_stages(args: argparse.Namespace, stack: Stack, summary: Summary) -> None:
+    """Steps 1 to 5 of the module docstring, filling in `summary`; raise SmokeError when one fails."""
+    build_and_start(args, stack, summary)
 
     logger.info("healthy after %.1fs; sending frames through nginx over wss", summary.time_to_healthy_s)
     cafile: Path = args.artifacts / "tls.crt"
@@ -393,12 +414,14 @@ def tear_down(stack: Stack, *, keep: bool, logs_to: Path | None) -> None:
             logger.error("could not tear the stack down: %s", exc)
 
 
-def smoke(args: argparse.Namespace, summary: Summary) -> None:
-    """Run the smoke test into `summary`, always tearing down what it started."""
+def guarded(
+    args: argparse.Namespace, stack: Stack, summary: StackSummary, stages: Callable[[], None]
+) -> None:
+    """Run a check's `stages` into `summary` and give its verdict, always tearing down what it
+    started (keeping the compose logs of a failure)."""
     started = time.monotonic()
-    stack = Stack()
     try:
-        run_stages(args, stack, summary)
+        stages()
         summary.failure = summary.verdict()
     except SmokeError as exc:
         summary.failure = str(exc)
@@ -409,6 +432,12 @@ def smoke(args: argparse.Namespace, summary: Summary) -> None:
         tear_down(stack, keep=args.keep, logs_to=args.artifacts / "compose.log" if summary.failure else None)
         summary.total_s = round(time.monotonic() - started, 1)
     summary.passed = summary.failure is None
+
+
+def smoke(args: argparse.Namespace, summary: Summary) -> None:
+    """Run the smoke test into `summary`, always tearing down what it started."""
+    stack = Stack()
+    guarded(args, stack, summary, lambda: run_stages(args, stack, summary))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,3 +71,14 @@ def real_server(logs_dir: Path, demo_cache: Path) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def real_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
+    """A proxy in front of the real server, with default settings."""
+    process = ProxyProcess(logs_dir, grpc_addr=real_server.address)
+    process.start().wait_ready(20 * TIME_UNIT)
+    try:
+        yield process
+    finally:
+        process.stop()

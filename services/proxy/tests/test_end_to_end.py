@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,19 +14,9 @@ from websockets.asyncio.client import connect
 from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 
-from .processes import ProxyProcess, ServerProcess, v1_request
+from .processes import ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def real_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
-    process = ProxyProcess(logs_dir, grpc_addr=real_server.address)
-    process.start().wait_ready(20 * TIME_UNIT)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:

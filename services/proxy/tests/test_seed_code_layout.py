@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,22 +14,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from lipsync_common.waiting import TIME_UNIT, wait_until
 
-from .processes import ProxyProcess, ServerProcess, v1_request
+from .processes import ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
 
 #: 640 ms of 24 kHz PCM16 around a frame: what the seed's page sends with each request.
 WINDOW_24K = 16 * 1920
-
-
-@pytest.fixture(scope="module")
-def real_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
-    process = ProxyProcess(logs_dir, grpc_addr=real_server.address)
-    process.start().wait_ready(20 * TIME_UNIT)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def code_request(model_name: str, frame_id: int, audio: bytes = bytes(WINDOW_24K)) -> bytes:

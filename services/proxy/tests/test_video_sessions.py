@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-from collections.abc import Iterator
-from pathlib import Path
 
 import av
 import numpy as np
@@ -16,22 +14,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.protocol import v2
 
-from .processes import ProxyProcess, ServerProcess
+from .processes import ProxyProcess
 
 pytestmark = pytest.mark.integration
 H264 = v2.VideoCodec.H264
 # The demo has 300 frames at 25 fps; a play session from here lasts 1.2 s.
 LATE_START = 270
-
-
-@pytest.fixture(scope="module")
-def real_proxy(real_server: ServerProcess, logs_dir: Path) -> Iterator[ProxyProcess]:
-    process = ProxyProcess(logs_dir, grpc_addr=real_server.address)
-    process.start().wait_ready(20 * TIME_UNIT)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 async def until_end(
