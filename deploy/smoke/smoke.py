@@ -8,8 +8,10 @@
 4. Over wss:// to nginx, verifying the stack's own certificate: JSON list_models, get_metadata and one
    inference, then pipelined v1 binary requests; every reply must be a valid JPEG, with zero errors.
    Then one lipsync.v1 ListModels call through nginx's TLS gRPC pass-through.
-5. Ask the sink for a complete proxy → server trace. It fails the run only with --require-trace
-   (SMOKE_REQUIRE_TRACE=1, the default in deploy.mk); without it the summary only reports it.
+5. Ask the sink for the complete proxy → server trace of the JSON inference, which carries a sampled
+   client trace context: the stack samples 1% of the other requests, as deployed, and must still trace
+   a request its client asks to trace. It fails the run only with --require-trace (SMOKE_REQUIRE_TRACE=1,
+   the default in deploy.mk); without it the summary only reports it.
 6. Print one JSON summary line on stdout (also written to artifacts/smoke/summary.json), always tear the
    stack down (compose logs are kept in artifacts/smoke/compose.log), and exit 0 only when it passed.
 
@@ -24,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -95,11 +98,12 @@ TRACED_SERVICES = {"lipsync-proxy", "lipsync-server"}
 MIN_TRACE_SPANS = 7
 
 
-def first_trace(traces_reply: Mapping[str, object]) -> dict[str, object] | None:
-    """The first complete trace of the sink's `/api/traces` reply (both services, every span), or None."""
+def complete_trace(traces_reply: Mapping[str, object], trace_id: str) -> dict[str, object] | None:
+    """Trace `trace_id` of the sink's `/api/traces` reply when it is complete (both services, every
+    span), else None."""
     traces = traces_reply.get("traces")
     for trace in traces if isinstance(traces, list) else []:
-        if not isinstance(trace, dict):
+        if not isinstance(trace, dict) or trace.get("trace_id") != trace_id:
             continue
         services, spans = trace.get("services"), trace.get("span_count")
         complete = isinstance(services, list) and set(services) >= TRACED_SERVICES
@@ -276,8 +280,9 @@ def wait_until_healthy(stack: Stack, timeout_s: float) -> None:
 # ---- the client ---------------------------------------------------------------------------------------
 
 
-async def exercise(https_port: int, cafile: Path, frames: int, summary: Summary) -> None:
-    """JSON requests, then `frames` pipelined v1 requests, over wss:// through nginx."""
+async def exercise(https_port: int, cafile: Path, frames: int, trace_id: str, summary: Summary) -> None:
+    """JSON requests (the inference traced as `trace_id`), then `frames` pipelined v1 requests, over
+    wss:// through nginx."""
     context = ssl.create_default_context(cafile=str(cafile))
     authority = f"127.0.0.1:{https_port}"
     async with websockets.connect(
@@ -305,7 +310,15 @@ async def exercise(https_port: int, cafile: Path, frames: int, summary: Summary)
         frame_count = metadata.get("frame_count")
         if not isinstance(frame_count, int) or frame_count < 1:
             raise SmokeError(f"get_metadata gave no frame_count: {metadata}")
-        inference = await ask({"type": "inference", "model_name": model, "frame_id": 0, "id": "smoke-json"})
+        inference = await ask(
+            {
+                "type": "inference",
+                "model_name": model,
+                "frame_id": 0,
+                "id": "smoke-json",
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            }
+        )
         summary.json_inference_ok = inference.get("success") is True and inference.get("id") == "smoke-json"
         if not summary.json_inference_ok:
             summary.error_samples.append(f"JSON inference: {inference}")
@@ -335,12 +348,13 @@ def grpc_passthrough_lists(https_port: int, cafile: Path, model_name: str) -> bo
     return model_name in [model.name for model in reply.models]
 
 
-def look_for_trace(sink_port: int, wait_s: float) -> dict[str, object] | None:
-    """The first trace the sink holds, polling for up to `wait_s` (exporters batch every few seconds)."""
+def look_for_trace(sink_port: int, trace_id: str, wait_s: float) -> dict[str, object] | None:
+    """Trace `trace_id` once the sink holds all of it, polling for up to `wait_s` (exporters batch
+    every few seconds)."""
     deadline = time.monotonic() + wait_s
     while True:
         with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/api/traces", timeout=5) as response:
-            trace = first_trace(json.loads(response.read()))
+            trace = complete_trace(json.loads(response.read()), trace_id)
         if trace is not None or time.monotonic() > deadline:
             return trace
         time.sleep(TIME_UNIT_S)
@@ -391,11 +405,13 @@ def run_stages(args: argparse.Namespace, stack: Stack, summary: Summary) -> None
     logger.info("healthy after %.1fs; sending frames through nginx over wss", summary.time_to_healthy_s)
     cafile: Path = args.artifacts / "tls.crt"
     cafile.write_text(stack.run("exec", "-T", "nginx", "cat", TLS_CERT_IN_NGINX))
-    asyncio.run(exercise(stack.https_port, cafile, args.frames, summary))
+    trace_id = secrets.token_hex(16)
+    asyncio.run(exercise(stack.https_port, cafile, args.frames, trace_id, summary))
     summary.grpc_passthrough_ok = grpc_passthrough_lists(stack.https_port, cafile, str(summary.model_name))
 
     logger.info("%d/%d valid frames; looking for a trace in the OTLP sink", summary.frames_ok, args.frames)
-    summary.trace = look_for_trace(stack.sink_port, wait_s=(20 if args.require_trace else 8) * TIME_UNIT_S)
+    wait_s = (20 if args.require_trace else 8) * TIME_UNIT_S
+    summary.trace = look_for_trace(stack.sink_port, trace_id, wait_s)
     summary.trace_found = summary.trace is not None
 
 

@@ -35,14 +35,17 @@ def test_a_real_jpeg_passes_and_damaged_ones_do_not(smoke: ModuleType) -> None:
     assert smoke.jpeg_problem(b"") is not None
 
 
-def test_the_first_complete_trace_is_taken_from_the_sinks_reply(smoke: ModuleType) -> None:
+def test_only_the_asked_trace_counts_and_only_once_it_is_complete(smoke: ModuleType) -> None:
     partial = {"trace_id": "aa", "services": ["lipsync-proxy"], "span_count": 2}
     short = {"trace_id": "bb", "services": ["lipsync-proxy", "lipsync-server"], "span_count": 3}
     whole = {"trace_id": "cc", "services": ["lipsync-server", "lipsync-proxy"], "span_count": 7}
-    assert smoke.first_trace({"traces": [partial, short, whole], "count": 3}) == whole
-    assert smoke.first_trace({"traces": [partial, short], "count": 2}) is None
-    assert smoke.first_trace({"traces": [], "count": 0}) is None
-    assert smoke.first_trace({}) is None
+    reply = {"traces": [partial, short, whole], "count": 3}
+    assert smoke.complete_trace(reply, "cc") == whole
+    assert smoke.complete_trace(reply, "aa") is None
+    assert smoke.complete_trace(reply, "bb") is None
+    assert smoke.complete_trace(reply, "dd") is None
+    assert smoke.complete_trace({"traces": [], "count": 0}, "cc") is None
+    assert smoke.complete_trace({}, "cc") is None
 
 
 def summary(smoke: ModuleType, **fields: object) -> Any:
