@@ -51,7 +51,11 @@ from lipsync_proxy.http2 import (
     SETTINGS_MAX_CONCURRENT_STREAMS,
     SETTINGS_MAX_FRAME_SIZE,
     WINDOW_UPDATE,
+    Answered,
     CallError,
+    Event,
+    Failed,
+    Http2Client,
     Http2Connection,
     frame_header,
     grpc_timeout,
@@ -269,6 +273,45 @@ def some_bytes(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def fed(client: Http2Client, data: bytes) -> list[Event]:
+    """The events of `data` arriving at `client` all at once, written where it asks."""
+    view = memoryview(data)
+    while view:
+        buffer = client.get_buffer()
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        client.buffer_updated(n)
+        view = view[n:]
+    return client.events_received()
+
+
+def test_the_client_turns_the_bytes_it_is_fed_into_events_and_queues_what_it_sends() -> None:
+    client = Http2Client("host:1")
+    assert b"".join(client.data_to_send()).startswith(PREFACE)
+    assert client.call(ECHO, (), 5.0, b"request") == 1
+    assert [f.kind for f in parse_frames(b"".join(client.data_to_send()))] == [HEADERS, DATA]
+    server = Server()
+    assert fed(client, server.settings()) == []
+    assert [(f.kind, f.flags) for f in parse_frames(b"".join(client.data_to_send()))] == [(SETTINGS, ACK)]
+    assert fed(client, server.reply(1, b"answer", cuts=[3])) == [Answered(1, bytearray(b"answer"))]
+    assert client.data_to_send() == []
+    assert client.events_received() == []
+    assert not client.should_close
+
+
+def test_a_server_that_breaks_http2_fails_every_call_and_the_client_asks_to_close() -> None:
+    client = Http2Client("host:1")
+    assert client.call(ECHO, (), 5.0, b"one") == 1
+    assert client.call(ECHO, (), 5.0, b"two") == 3
+    client.data_to_send()
+    events = fed(client, Server().settings((SETTINGS_MAX_FRAME_SIZE, 0)))
+    assert [event.stream_id for event in events] == [1, 3]
+    assert all(isinstance(event, Failed) and event.error.code is grpc.StatusCode.INTERNAL for event in events)
+    assert [f.kind for f in parse_frames(b"".join(client.data_to_send()))] == [GOAWAY]
+    assert client.should_close
+    assert client.call(ECHO, (), 5.0, b"three") is None
+
+
 async def test_the_connection_opens_with_the_preface_its_settings_and_a_window_update() -> None:
     harness = Harness()
     assert bytes(harness.transport.written).startswith(PREFACE)
@@ -388,7 +431,7 @@ async def test_a_reply_split_at_every_byte_reads_the_same(shape: str) -> None:
         if len(message) >= SCRATCH_READ + DIRECT_MIN:
             # The kernel wrote straight into the reply's message.
             assert harness.wrote_into(reply), f"chunk {chunk}"
-        assert not harness.connection._streams
+        assert not harness.connection._client._streams
         assert not harness.transport.closed
 
 
@@ -499,7 +542,7 @@ async def test_an_error_status_fails_the_call_with_its_percent_decoded_message(t
         "bad frame",
         False,
     )
-    assert not harness.connection._streams
+    assert not harness.connection._client._streams
     # The connection carries on.
     _, next_call = harness.start()
     harness.feed(server.reply(3, b"ok"))
@@ -835,7 +878,7 @@ async def test_giving_up_the_last_call_of_a_closing_connection_closes_it() -> No
 
 async def test_a_connection_out_of_stream_ids_takes_no_more_calls_and_closes() -> None:
     harness = Harness()
-    harness.connection._next_id = MAX_WINDOW - 2
+    harness.connection._client._next_id = MAX_WINDOW - 2
     last_id, future = harness.start()
     assert last_id == MAX_WINDOW - 2  # the last odd id under 2**31 - 1 it takes
     assert harness.connection.call(ECHO, (), 1.0, b"no id left") is None
@@ -865,7 +908,7 @@ async def test_every_data_byte_received_is_given_back_to_the_servers_window(
     assert all(increment >= 50_000 for increment in increments)
     # What is not given back yet is less than the refill threshold.
     assert 0 <= received - sum(increments) < 50_000
-    assert received - sum(increments) == harness.connection._unacked
+    assert received - sum(increments) == harness.connection._client._unacked
 
 
 @pytest.mark.parametrize(
@@ -978,8 +1021,8 @@ async def echo_server() -> AsyncIterator[EchoServer]:
         await server.stop(None)
 
 
-class RecordingConnection(Http2Connection):
-    """An Http2Connection that notes the GOAWAYs it gets."""
+class RecordingClient(Http2Client):
+    """An Http2Client that notes the GOAWAYs it gets."""
 
     def __init__(self, authority: str) -> None:
         super().__init__(authority)
@@ -988,6 +1031,14 @@ class RecordingConnection(Http2Connection):
     def _goaway(self, last: int, code: int, debug: str) -> None:
         self.goaways.append(code)
         super()._goaway(last, code, debug)
+
+
+class RecordingConnection(Http2Connection):
+    """An Http2Connection whose client notes the GOAWAYs it gets."""
+
+    def __init__(self, authority: str) -> None:
+        super().__init__(authority)
+        self._client = self.recording = RecordingClient(authority)
 
 
 @pytest.fixture
@@ -1077,8 +1128,8 @@ async def test_a_server_that_stops_sends_goaway_and_the_connection_closes(
     assert await reply_of(connection, ECHO, echo_request(4, 1)) == echo_reply(echo_request(4, 1))
     await echo_server.server.stop(grace=1)
     await asyncio.wait_for(connection.closed, 5 * TIME_UNIT)
-    assert connection.goaways, "no GOAWAY came"
-    assert set(connection.goaways) == {NO_ERROR}
+    assert connection.recording.goaways, "no GOAWAY came"
+    assert set(connection.recording.goaways) == {NO_ERROR}
     assert connection.closing
     assert connection.call(ECHO, (), 1.0, b"late") is None
 
@@ -1136,7 +1187,7 @@ async def test_fed_one_byte_at_a_time_each_data_byte_counts_once_against_the_win
     assert future.result() == message
     received = sum(len(f.payload) for f in parse_frames(wire) if f.kind == DATA)
     given_back = sum(struct.unpack(">I", f.payload)[0] for f in harness.sent() if f.kind == WINDOW_UPDATE)
-    assert given_back + harness.connection._unacked == received
+    assert given_back + harness.connection._client._unacked == received
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,15 @@
 
 grpc.aio reads every reply on grpc-core's threads, hands it to the event loop through two more
 threads and copies it twice on the way (docs/performance.md: a fifth of the proxy's CPU per frame at
-64 connections went to grpc-core's threads and their wake-ups). `Http2Connection` speaks, on the
-event loop itself, just what a unary call of already-serialized messages needs (RFC 9113; gRPC over
-HTTP/2, PROTOCOL-HTTP2.md), and has the kernel write each reply straight into the buffer of its
-message (`asyncio.BufferedProtocol`): one copy of the bytes instead of three.
+64 connections went to grpc-core's threads and their wake-ups). `Http2Client` speaks just what a unary
+call of already-serialized messages needs (RFC 9113; gRPC over HTTP/2, PROTOCOL-HTTP2.md), without
+I/O: bytes in, events and bytes to send out. It asks where the next bytes go, so that the kernel
+writes each reply straight into the buffer of its message: one copy of the bytes instead of three.
+`Http2Connection` runs it on the event loop as an `asyncio.BufferedProtocol`, a future per call.
 
 What it leaves out, because its one caller does not need it: TLS, compression, server push (refused
 in its SETTINGS), more than one message per call, and sending more than fits in the peer's windows
-(`call` says so by returning None; the caller then uses grpc.aio).
+(`call` says so by returning None; the caller then tries another connection).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ctypes
 import struct
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import grpc
@@ -156,10 +158,9 @@ class CallError(Exception):
 
 
 class _Stream:
-    __slots__ = ("failed", "filled", "future", "headers", "message", "prefix")
+    __slots__ = ("filled", "headers", "message", "prefix")
 
-    def __init__(self, future: asyncio.Future[bytearray]) -> None:
-        self.future = future
+    def __init__(self) -> None:
         #: Whether the response headers came.
         self.headers = False
         #: The reply's message while it is being read, sized by its gRPC prefix.
@@ -167,33 +168,63 @@ class _Stream:
         self.filled = 0
         #: The 5-byte gRPC message prefix while it is incomplete.
         self.prefix = b""
-        #: Set once the call is answered or failed: anything more on it is read and ignored.
-        self.failed = False
-
-    def fail(self, error: CallError) -> None:
-        self.failed = True
-        if not self.future.done():
-            self.future.set_exception(error)
 
 
-class Http2Connection(asyncio.BufferedProtocol):
-    """One HTTP/2 connection to one backend, carrying unary calls (see the module's docstring)."""
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """Call `stream_id` ended OK with its one reply `message`."""
 
-    def __init__(
-        self, authority: str, on_closed: Callable[[Http2Connection], None] = lambda connection: None
-    ) -> None:
-        """`authority` is the backend's `host:port` (the `:authority` of every call); `on_closed` is
-        called once the connection is gone."""
-        self._on_closed = on_closed
+    stream_id: int
+    message: bytearray
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Call `stream_id` failed (or was given up by `cancel`: then no event comes)."""
+
+    stream_id: int
+    error: CallError
+
+
+Event = Answered | Failed
+
+
+class Http2Client:
+    """The client side of one HTTP/2 connection carrying unary gRPC calls, without I/O: bytes in
+    (`get_buffer`, then `buffer_updated` with how many bytes the reader wrote into it), events out
+    (`events_received`), and bytes to send (`data_to_send`), like the WebSocket codec's protocol.
+
+    Reading goes through `get_buffer` so that a reply's DATA can be written straight into its message.
+    The caller closes the connection once `should_close` (closing, nothing under way), and calls
+    `connection_lost` when the connection is gone.
+    """
+
+    def __init__(self, authority: str) -> None:
+        """`authority` is the backend's `host:port` (the `:authority` of every call)."""
         self.authority = authority
         #: Each method's header block without its per-call fields.
         self._header_blocks: dict[str, bytes] = {}
-        self.transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1
         #: No new calls: the server sent GOAWAY, the connection is closing or lost.
         self.closing = False
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._events: list[Event] = []
+        settings = struct.pack(
+            ">HIHIHI",
+            SETTINGS_ENABLE_PUSH,
+            0,
+            SETTINGS_INITIAL_WINDOW_SIZE,
+            MAX_WINDOW,
+            SETTINGS_MAX_FRAME_SIZE,
+            MAX_FRAME,
+        )
+        self._outbound: list[bytes] = [
+            PREFACE,
+            frame_header(len(settings), SETTINGS, 0, 0),
+            settings,
+            frame_header(4, WINDOW_UPDATE, 0, 0),
+            struct.pack(">I", MAX_WINDOW - 65_535),
+        ]
         self._decoder = hpack.Decoder()
         self._decoder.max_allowed_table_size = 1 << 16
         # What the server's SETTINGS allow us to send.
@@ -220,86 +251,37 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._heard = False
         self._pinged = False
 
-    # --- connection -------------------------------------------------------------------------------
+    # --- out --------------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not subclasses of asyncio.Transport, but have its methods.
-        self.transport = cast(asyncio.Transport, transport)
-        settings = struct.pack(
-            ">HIHIHI",
-            SETTINGS_ENABLE_PUSH,
-            0,
-            SETTINGS_INITIAL_WINDOW_SIZE,
-            MAX_WINDOW,
-            SETTINGS_MAX_FRAME_SIZE,
-            MAX_FRAME,
-        )
-        self.transport.writelines(
-            (
-                PREFACE,
-                frame_header(len(settings), SETTINGS, 0, 0),
-                settings,
-                frame_header(4, WINDOW_UPDATE, 0, 0),
-                struct.pack(">I", MAX_WINDOW - 65_535),
-            )
-        )
+    def data_to_send(self) -> list[bytes]:
+        """The bytes to write, in order, since the last call."""
+        data, self._outbound = self._outbound, []
+        return data
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
-        for stream in self._streams.values():
-            stream.fail(
-                CallError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the connection to the backend was lost: {exc or 'closed'}",
-                    retriable=not stream.headers,
-                )
-            )
-        self._streams.clear()
-        if not self.closed.done():
-            self.closed.set_result(None)
-        self._on_closed(self)
+    def events_received(self) -> list[Event]:
+        """What happened to the calls since the last call."""
+        events, self._events = self._events, []
+        return events
 
-    def close(self) -> None:
-        """Take no new calls; close once the calls under way are answered."""
-        self.closing = True
-        if not self._streams and self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.closing = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def keepalive(self) -> None:
-        """Called at a fixed interval: a connection with calls under way that has received nothing
-        since the last call is sent a PING; one that has not answered the PING by the next call is
-        taken for dead and aborted, failing its calls (those the server never took can go elsewhere).
-        An idle connection is not pinged: a gRPC server takes frequent pings without data for abuse."""
-        if self._pinged:
-            self.abort()
-        elif self._streams and not self._heard and self.transport is not None:
-            self.transport.write(frame_header(8, PING, 0, 0) + b"keepaliv")
-            self._pinged = True
-        self._heard = False
+    @property
+    def should_close(self) -> bool:
+        return self.closing and not self._streams
 
     # --- calls ------------------------------------------------------------------------------------
 
     def call(
         self, method: str, metadata: Sequence[tuple[str, str]], timeout_s: float, message: bytes
-    ) -> tuple[int, asyncio.Future[bytearray]] | None:
-        """Start a unary call of `method` (`/package.Service/Method`) with one serialized request:
-        its stream id and the future of its reply message (CallError when the call fails). `timeout_s`
-        goes to the server as grpc-timeout; the caller keeps the deadline itself and `cancel`s the
-        call at it. None when this connection cannot take the call now: closing, out of stream ids,
-        or the request does not fit the server's windows or stream limit."""
+    ) -> int | None:
+        """Start a unary call of `method` (`/package.Service/Method`) with one serialized request; its
+        stream id. `timeout_s` goes to the server as grpc-timeout; the caller keeps the deadline itself
+        and `cancel`s the call at it. None when the connection cannot take the call now: closing, out of
+        stream ids, or the request does not fit the server's windows or stream limit."""
         size = len(message) + 5
         if self._next_id >= MAX_WINDOW:
             # Out of stream ids: the connection closes once its calls are answered, and is replaced.
             self.closing = True
-            self._maybe_close()
         if (
             self.closing
-            or self.transport is None
             or size > self._send_window
             or size > self._peer_stream_window
             or len(self._streams) >= self._peer_max_streams
@@ -318,31 +300,50 @@ class Http2Connection(asyncio.BufferedProtocol):
             )
         )
         payload = b"\x00" + len(message).to_bytes(4, "big") + message
-        parts = [frame_header(len(block), HEADERS, END_HEADERS, stream_id), block]
+        parts = self._outbound
+        parts += (frame_header(len(block), HEADERS, END_HEADERS, stream_id), block)
         step = self._peer_max_frame
         for offset in range(0, size, step):
             chunk = payload[offset : offset + step]
             last = offset + step >= size
             parts += (frame_header(len(chunk), DATA, END_STREAM if last else 0, stream_id), chunk)
         self._send_window -= size
-        self.transport.writelines(parts)
-        future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
-        self._streams[stream_id] = _Stream(future)
-        return stream_id, future
+        self._streams[stream_id] = _Stream()
+        return stream_id
 
     def cancel(self, stream_id: int) -> None:
-        """Give a call up: the server is told (RST_STREAM CANCEL) and stops working on it."""
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
-            return
-        stream.failed = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame_header(4, RST_STREAM, 0, stream_id) + struct.pack(">I", CANCEL))
-        self._maybe_close()
+        """Give a call up, without an event: the server is told (RST_STREAM CANCEL) and stops working
+        on it; what still comes for it is read and ignored."""
+        if self._streams.pop(stream_id, None) is not None:
+            self._outbound += (frame_header(4, RST_STREAM, 0, stream_id), struct.pack(">I", CANCEL))
+            if self._data_id == stream_id:
+                self._data = None
 
-    # --- receiving --------------------------------------------------------------------------------
+    def keepalive(self) -> bool:
+        """Called at a fixed interval: a connection with calls under way that has received nothing
+        since the last call is sent a PING; True when it has not answered the PING by the next call:
+        it is taken for dead, and the caller drops it. An idle connection is not pinged: a gRPC server
+        takes frequent pings without data for abuse."""
+        if self._pinged:
+            return True
+        if self._streams and not self._heard:
+            self._outbound += (frame_header(8, PING, 0, 0), b"keepaliv")
+            self._pinged = True
+        self._heard = False
+        return False
 
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: every call under way fails, retriable when its headers never came."""
+        self.closing = True
+        for stream_id, stream in list(self._streams.items()):
+            details = f"the connection to the backend was lost: {exc or 'closed'}"
+            self._fail(stream_id, grpc.StatusCode.UNAVAILABLE, details, retriable=not stream.headers)
+
+    # --- in ---------------------------------------------------------------------------------------
+
+    def get_buffer(self) -> memoryview:
+        """Where the next bytes read go: the rest of a reply's DATA payload when that is long enough,
+        else the scratch buffer."""
         stream = self._data
         if self._data_left and self._start == self._end and stream is not None and stream.message is not None:
             due = min(self._data_left, len(stream.message) - stream.filled)
@@ -355,6 +356,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         return self._view[self._end : self._end + SCRATCH_READ]
 
     def buffer_updated(self, nbytes: int) -> None:
+        """`nbytes` were written at the start of what `get_buffer` gave."""
         self._heard = True
         if self._direct:
             self._direct = False
@@ -443,14 +445,14 @@ class Http2Connection(asyncio.BufferedProtocol):
         """A DATA payload of `length` bytes came: give the connection's window back in large steps
         (each stream's window is more than any reply needs)."""
         self._unacked += length
-        if self._unacked >= WINDOW_REFILL and self.transport is not None:
-            self.transport.write(frame_header(4, WINDOW_UPDATE, 0, 0) + struct.pack(">I", self._unacked))
+        if self._unacked >= WINDOW_REFILL:
+            self._outbound += (frame_header(4, WINDOW_UPDATE, 0, 0), struct.pack(">I", self._unacked))
             self._unacked = 0
 
     def _start_data(self, stream_id: int, length: int, pad: int, end: bool) -> None:
         stream = self._streams.get(stream_id)
-        self._data = None if stream is None or stream.failed or not stream.headers else stream
-        if stream is not None and not stream.headers and not stream.failed:
+        self._data = None if stream is None or not stream.headers else stream
+        if stream is not None and not stream.headers:
             self._fail(stream_id, grpc.StatusCode.INTERNAL, "DATA before the response headers")
         self._data_id = stream_id
         self._data_left = length
@@ -518,8 +520,8 @@ class Http2Connection(asyncio.BufferedProtocol):
         elif kind == PING:
             if flags & ACK:
                 self._pinged = False
-            elif self.transport is not None:
-                self.transport.write(frame_header(8, PING, ACK, 0) + bytes(payload))
+            else:
+                self._outbound += (frame_header(8, PING, ACK, 0), bytes(payload))
         elif kind == WINDOW_UPDATE:
             if stream_id == 0:
                 self._send_window += struct.unpack_from(">I", payload)[0] & MAX_WINDOW
@@ -550,8 +552,7 @@ class Http2Connection(asyncio.BufferedProtocol):
             elif key == SETTINGS_ENABLE_PUSH and value != 0:
                 # A server may not send it at all other than as 0 (RFC 9113 §6.5.2).
                 raise ProtocolError(f"SETTINGS_ENABLE_PUSH {value} from a server")
-        if self.transport is not None:
-            self.transport.write(frame_header(0, SETTINGS, ACK, 0))
+        self._outbound.append(frame_header(0, SETTINGS, ACK, 0))
 
     def _header_fragment(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
         if kind == HEADERS:
@@ -583,7 +584,7 @@ class Http2Connection(asyncio.BufferedProtocol):
 
     def _headers(self, stream_id: int, fields: dict[bytes, bytes], end: bool) -> None:
         stream = self._streams.get(stream_id)
-        if stream is None or stream.failed:
+        if stream is None:
             return
         if not stream.headers:
             stream.headers = True
@@ -610,19 +611,14 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._fail(stream_id, grpc.StatusCode.INTERNAL, "the call ended OK without a reply message")
             return
         del self._streams[stream_id]
-        stream.failed = True
-        if not stream.future.done():
-            stream.future.set_result(stream.message)
-        self._maybe_close()
+        self._events.append(Answered(stream_id, stream.message))
 
     def _fail(self, stream_id: int, code: grpc.StatusCode, details: str, retriable: bool = False) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
+        if self._streams.pop(stream_id, None) is None:
             return
-        stream.fail(CallError(code, details, retriable))
+        self._events.append(Failed(stream_id, CallError(code, details, retriable)))
         if self._data_id == stream_id:
             self._data = None
-        self._maybe_close()
 
     def _reset(self, stream_id: int, code: int) -> None:
         if code == REFUSED_STREAM:
@@ -641,18 +637,108 @@ class Http2Connection(asyncio.BufferedProtocol):
         details = f"the backend is going away (GOAWAY {code}{': ' + debug if debug else ''})"
         for stream_id in [s for s in self._streams if s > last]:
             self._fail(stream_id, grpc.StatusCode.UNAVAILABLE, details, retriable=True)
-        self._maybe_close()
-
-    def _maybe_close(self) -> None:
-        if self.closing and not self._streams and self.transport is not None:
-            self.transport.close()
 
     def _connection_error(self, details: str) -> None:
         for stream_id in list(self._streams):
             self._fail(
                 stream_id, grpc.StatusCode.INTERNAL, f"HTTP/2 protocol error from the backend: {details}"
             )
-        if self.transport is not None:
-            self.transport.write(frame_header(8, GOAWAY, 0, 0) + struct.pack(">II", 0, PROTOCOL_ERROR))
-            self.transport.close()
+        self._outbound += (frame_header(8, GOAWAY, 0, 0), struct.pack(">II", 0, PROTOCOL_ERROR))
         self.closing = True
+
+
+class Http2Connection(asyncio.BufferedProtocol):
+    """An `Http2Client` on an asyncio connection: each call's reply is a future."""
+
+    def __init__(
+        self, authority: str, on_closed: Callable[[Http2Connection], None] = lambda connection: None
+    ) -> None:
+        """`on_closed` is called once the connection is gone."""
+        self._client = Http2Client(authority)
+        self._on_closed = on_closed
+        self._calls: dict[int, asyncio.Future[bytearray]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def authority(self) -> str:
+        return self._client.authority
+
+    @property
+    def closing(self) -> bool:
+        """No new calls: the server sent GOAWAY, the connection is closing or lost."""
+        return self._client.closing
+
+    def call(
+        self, method: str, metadata: Sequence[tuple[str, str]], timeout_s: float, message: bytes
+    ) -> tuple[int, asyncio.Future[bytearray]] | None:
+        """`Http2Client.call`, with the future of the reply message (CallError when the call fails)."""
+        stream_id = self._client.call(method, metadata, timeout_s, message) if self.transport else None
+        if stream_id is None:
+            self._act()
+            return None
+        future = self._calls[stream_id] = asyncio.get_running_loop().create_future()
+        self._act()
+        return stream_id, future
+
+    def cancel(self, stream_id: int) -> None:
+        """Give a call up: its future is left as it is, the server is told."""
+        self._calls.pop(stream_id, None)
+        self._client.cancel(stream_id)
+        self._act()
+
+    def close(self) -> None:
+        """Take no new calls; close once the calls under way are answered."""
+        self._client.closing = True
+        self._act()
+
+    def abort(self) -> None:
+        self._client.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def keepalive(self) -> None:
+        """`Http2Client.keepalive`: a connection taken for dead is aborted, failing its calls (those
+        the server never took can go elsewhere)."""
+        if self._client.keepalive():
+            self.abort()
+        else:
+            self._act()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self._act()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client.connection_lost(exc)
+        self._act()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._on_closed(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._client.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._client.buffer_updated(nbytes)
+        self._act()
+
+    def _act(self) -> None:
+        """Settle the calls the client has news of, send what it has to send, close when it should."""
+        for event in self._client.events_received():
+            future = self._calls.pop(event.stream_id, None)
+            if future is None or future.done():
+                continue
+            if isinstance(event, Answered):
+                future.set_result(event.message)
+            else:
+                future.set_exception(event.error)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        data = self._client.data_to_send()
+        if data:
+            transport.writelines(data)
+        if self._client.should_close:
+            transport.close()
