@@ -16,7 +16,6 @@ checked-in corpus and every crash ever found (`regressions/`) in the proxy's tes
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from collections.abc import Callable, Mapping
@@ -131,30 +130,6 @@ def check_json(data: bytes) -> None:
     assert reply.get("id") == request.id, request
 
 
-class _Transport:
-    """What an Http2Connection writes, and whether it closed its transport."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def writelines(self, parts: list[bytes]) -> None:
-        for part in parts:
-            self.written += part
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-
 def _whole_frames(data: bytes) -> list[int]:
     """The types of the HTTP/2 frames `data` consists of; fails unless it is whole frames."""
     kinds = []
@@ -168,52 +143,44 @@ def _whole_frames(data: bytes) -> list[int]:
     return kinds
 
 
-async def _feed_http2(data: bytes) -> None:
-    connection = http2.Http2Connection("fuzz:1")
-    transport = _Transport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
+def check_http2(data: bytes) -> None:
+    """What a backend sends on one of the proxy's own HTTP/2 connections while three calls are open:
+    nothing escapes the client, every call ends once, with its reply or a CallError with a status,
+    by the time the connection is gone, and what the client sends is whole frames (a GOAWAY last when
+    it gave up on a broken peer)."""
+    client = http2.Http2Client("fuzz:1")
     calls = [
-        connection.call("/lipsync.v1.LipSync/InferBatch", (("traceparent", "x"),), 1.0, b"m")
-        for _ in range(3)
+        client.call("/lipsync.v1.LipSync/InferBatch", (("traceparent", "x"),), 1.0, b"m") for _ in range(3)
     ]
+    assert calls == [1, 3, 5], calls
+    written = bytearray(b"".join(client.data_to_send()))
+    events: list[http2.Event] = []
     # The first byte sets the size of the reads, as the kernel's would vary.
     step, data = (data[0] % 64 + 1, data[1:]) if data else (1, data)
     position = 0
-    while position < len(data) and not transport.closed:
-        buffer = connection.get_buffer(-1)
+    while position < len(data) and not client.should_close:
+        buffer = client.get_buffer()
         size = min(len(buffer), step, len(data) - position)
         buffer[:size] = data[position : position + size]
         position += size
-        connection.buffer_updated(size)
-    connection.connection_lost(None)
-    for call in calls:
-        assert call is not None
-        _, future = call
-        assert future.done()
-        error = future.exception()
-        if error is None:
-            assert isinstance(future.result(), bytearray)
+        client.buffer_updated(size)
+        events += client.events_received()
+        written += b"".join(client.data_to_send())
+    client.connection_lost(None)
+    events += client.events_received()
+    assert sorted(event.stream_id for event in events) == calls, events
+    for event in events:
+        if isinstance(event, http2.Answered):
+            assert isinstance(event.message, bytearray), event
         else:
-            assert isinstance(error, http2.CallError), error
+            error = event.error
             assert isinstance(error.code, grpc.StatusCode), error
             assert error.code is not grpc.StatusCode.OK, error
             assert isinstance(error.details, str), error  # empty when the server sent no grpc-message
-    preface = http2.PREFACE
-    assert transport.written.startswith(preface)
-    kinds = _whole_frames(bytes(transport.written[len(preface) :]))
-    if transport.closed and connection.closing and http2.GOAWAY in kinds:
+    assert written.startswith(http2.PREFACE)
+    kinds = _whole_frames(bytes(written[len(http2.PREFACE) :]))
+    if http2.GOAWAY in kinds:
         assert kinds[-1] == http2.GOAWAY, kinds
-
-
-_LOOP = asyncio.new_event_loop()
-
-
-def check_http2(data: bytes) -> None:
-    """What a backend sends on one of the proxy's own HTTP/2 connections while three calls are open:
-    nothing escapes the connection, every call ends with its reply or a CallError with a status
-    once the connection is gone, and what the proxy wrote is whole frames (a GOAWAY last when
-    it gave up on a broken peer)."""
-    _LOOP.run_until_complete(_feed_http2(data))
 
 
 #: The fuzz targets by name: `fuzz_protocol.py NAME` fuzzes one, the corpus directories are named so.
