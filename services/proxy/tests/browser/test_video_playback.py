@@ -37,6 +37,8 @@ def test_the_page_plays_video_at_25_fps_under_the_bitrate_target(
     kbits = client.number("m-bitrate")
     page.click("#play-button")
 
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "video-playback.json").write_text(json.dumps({"fps": fps, "kbit_per_s": kbits}) + "\n")
     assert 20 <= fps <= 27
     assert (client.number("m-frames") - first) / elapsed == pytest.approx(25, abs=4)
     assert kbits <= 300, "steady-state bit rate above the 0.3 Mbit/s target"
