@@ -626,7 +626,7 @@ async function showLiveFrame(live, message) {
   live.session.grant(1);
 }
 
-/** A live frame, JPEG or video: the latency from the end of the audio that made it to now. */
+/** Show a live frame, JPEG or video; its latency runs from the capture of its audio to now. */
 function presentLive(live, frame, message) {
   if (live.startedAt !== null) latencies.add(performance.now() - (live.startedAt + message.audioTimeMs));
   if (message.timings) noteTimings(message.timings);
