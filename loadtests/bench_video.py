@@ -192,7 +192,8 @@ def conversion(scene: Scene) -> dict[str, float]:
         return av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="yuv420p")
 
     def opencv_copied(bgr: NDArray[np.uint8]) -> av.VideoFrame:
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        i420 = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
     ways = {"swscale": swscale, "opencv_copied": opencv_copied, "opencv_in_place": i420_frame}
     result = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import numpy as np
 
 from lipsync_server.video import VideoCodec
@@ -21,7 +23,7 @@ def test_a_measurement_encodes_and_decodes_every_frame_and_reports_bits_cpu_and_
 
     assert row["frames_decoded"] == 12
     assert row["crop"] == [48, 48]
-    assert set(row["stage_cpu_ms_median"]) == {"composite", "convert", "encode"}  # type: ignore[arg-type]
+    assert row["stage_cpu_ms_median"] == {"composite": ANY, "convert": ANY, "encode": ANY}
     assert row["server_default"] is True
     assert float(row["kbit_per_s"]) > 0  # type: ignore[arg-type]
     assert float(row["encode_cpu_ms_mean"]) >= 0  # type: ignore[arg-type]
