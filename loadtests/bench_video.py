@@ -7,15 +7,20 @@ Two face sizes, one after the other:
 
 - `demo`: the demo avatar (1280×720, ~180×200-px face box), its face regions rendered by the sprite
   engine with the package's own audio, as a play session sends them;
-- `synctalk`: a SyncTalk_2D-sized face: the same frames and regions scaled ×1.8 (a ~330-px box, the
-  size of SyncTalk_2D's 328-px crop at 720p). A synthetic stand-in for the face size, not a real
-  recording: a real package's texture costs more bits than the cartoon's flat colours.
+- `synctalk`: a SyncTalk_2D-sized face: the same frames and regions scaled ×1.8 with bilinear
+  interpolation (a ~330-px box, the size of SyncTalk_2D's 328-px crop at 720p). A synthetic stand-in
+  for the face size, not a real recording: flat cartoon colours with soft edges, no skin texture and
+  no camera noise, neither noise-like (which would inflate the cost) nor still (the head drifts, the
+  mouth, eyes and brows move). A real recording's texture and its frame-to-frame noise cost more bits.
 
 For each codec and each of its quality settings the session's crop windows are encoded exactly as the
 server does (video.py: composite the window, BGR to I420, one chunk per frame at once) and decoded
 again with PyAV. Reported per setting: kbit/s at 25 fps (every chunk, key frames included), the encoder
-CPU per frame (window composite + conversion + encode, process CPU time, median and mean), and the PSNR over
-the face box of the decoded window against the server's own JPEG composite (full frame at quality 85).
+CPU per frame (window composite + conversion + encode, process CPU time, median and mean, and the median
+of each of the three), and the PSNR over the face box of the decoded window against the server's own JPEG
+composite (full frame at quality 85). `conversion` compares ways of turning the server setting's windows
+from BGR into I420 frames: swscale (PyAV's reformat), OpenCV with a copy into PyAV's planes, and OpenCV's
+output used as the planes (the server's way).
 `sessions_per_core` is 40 ms over the mean CPU per frame of the sprite engine's render plus encoding.
 `base_video` is the size of GetBaseVideo's file per codec and its bit rate over the video's duration.
 """
@@ -51,6 +56,7 @@ from lipsync_server.video import (
     composite_window,
     crop_size,
     crop_window,
+    i420_frame,
 )
 from loadtests import perfdoc
 from loadtests.procstat import load_average
@@ -58,12 +64,13 @@ from loadtests.procstat import load_average
 DECODERS = {VideoCodec.H264: "h264", VideoCodec.VP8: "vp8", VideoCodec.VP9: "vp9", VideoCodec.AV1: "libdav1d"}
 # Each codec's constant-quality settings, around the server's default (the middle one).
 QUALITIES = {
-    VideoCodec.H264: ("17", "20", "23"),
+    VideoCodec.H264: ("20", "22", "24"),
     VideoCodec.VP8: ("4", "10", "20"),
     VideoCodec.VP9: ("25", "32", "40"),
     VideoCodec.AV1: ("28", "34", "40"),
 }
 FRAME_INTERVAL_MS = 40.0
+STAGES = ("composite", "convert", "encode")
 
 
 def psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
@@ -129,16 +136,23 @@ def measure(scene: Scene, codec: VideoCodec, quality: str) -> dict[str, object]:
     encoder = VideoEncoder(codec, *size, 25.0, quality)
     decoder = av.CodecContext.create(DECODERS[codec], "r")
     assert isinstance(decoder, VideoCodecContext)
+    # The CPU measured is the process's: a decoder's threads would still be busy during the next encode.
+    decoder.thread_count = 1
     if codec is VideoCodec.AV1:
         decoder.options = {"max_frame_delay": "1"}
-    total_bytes, cpu_ms, scores = 0, [], []
+    total_bytes, cpu_ms, stages_ms, scores = 0, [], [], []
     for index, (frame, box, region) in enumerate(zip(scene.frames, scene.boxes, scene.regions, strict=True)):
         # Process time: SVT-AV1 encodes in threads of its own, whatever the caller's thread count.
         start = time.process_time()
         window = crop_window(box, size, scene.width, scene.height)
         pixels = composite_window(frame, window, box, region)
-        chunk = encoder.encode(pixels, index * FRAME_INTERVAL_MS)
-        cpu_ms.append((time.process_time() - start) * 1000)
+        composed = time.process_time()
+        i420 = i420_frame(pixels)
+        converted = time.process_time()
+        chunk = encoder.encode_frame(i420, index * FRAME_INTERVAL_MS)
+        done = time.process_time()
+        cpu_ms.append((done - start) * 1000)
+        stages_ms.append((composed - start, converted - composed, done - converted))
         total_bytes += len(chunk.data)
         decoded = decoder.decode(av.Packet(chunk.data))
         if decoded:
@@ -156,10 +170,41 @@ def measure(scene: Scene, codec: VideoCodec, quality: str) -> dict[str, object]:
         "bytes_per_frame": round(total_bytes / len(scene.frames)),
         "encode_cpu_ms_median": round(statistics.median(cpu_ms), 3),
         "encode_cpu_ms_mean": round(statistics.fmean(cpu_ms), 3),
+        "stage_cpu_ms_median": {
+            stage: round(statistics.median(seconds) * 1000, 3)
+            for stage, seconds in zip(STAGES, zip(*stages_ms, strict=True), strict=True)
+        },
         "psnr_face_db_mean": round(statistics.fmean(scores), 2),
         "psnr_face_db_min": round(min(scores), 2),
         "frames_decoded": len(scores),
     }
+
+
+def conversion(scene: Scene) -> dict[str, float]:
+    """Median CPU ms per frame of three ways from a BGR window (H.264's crop size) to an I420 frame."""
+    size = crop_size(scene.boxes, scene.width, scene.height, CODECS[VideoCodec.H264].block)
+    windows = [
+        composite_window(frame, crop_window(box, size, scene.width, scene.height), box, region)
+        for frame, box, region in zip(scene.frames, scene.boxes, scene.regions, strict=True)
+    ]
+
+    def swscale(bgr: NDArray[np.uint8]) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="yuv420p")
+
+    def opencv_copied(bgr: NDArray[np.uint8]) -> av.VideoFrame:
+        i420 = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        return av.VideoFrame.from_ndarray(i420, format="yuv420p")
+
+    ways = {"swscale": swscale, "opencv_copied": opencv_copied, "opencv_in_place": i420_frame}
+    result = {}
+    for name, convert in ways.items():
+        cpu_ms = []
+        for bgr in windows:
+            start = time.process_time()
+            convert(bgr)
+            cpu_ms.append((time.process_time() - start) * 1000)
+        result[name] = round(statistics.median(cpu_ms), 3)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(scene.name, json.dumps(row), flush=True)
             results[scene.name] = rows
+        results["conversion"] = {scene.name: conversion(scene) for scene in scenes}
+        print("conversion", json.dumps(results["conversion"]), flush=True)
         default = next(r for r in results["demo"] if r["codec"] == "H264" and r["server_default"])  # type: ignore[attr-defined]
         per_frame = render_ms + float(default["encode_cpu_ms_mean"])
         results["sessions_per_core"] = {
@@ -234,14 +281,15 @@ def document(results: dict[str, object], command: str) -> str:
         "crop",
         "kbit/s",
         "CPU ms/frame (median)",
+        "composite + convert + encode",
         "PSNR dB (mean)",
         "PSNR dB (min)",
     ]
     parts = [
         f"`{command}` (load average {results['load_average']}, {results['frames']} frames at 25 fps per row; "
         "`*` is the server's setting). CPU is the encoder's per frame and stream: composite of the crop "
-        "window, BGR to I420, encode. PSNR is over the face box, of the decoded window (PyAV) against the "
-        "server's own JPEG composite at quality 85.",
+        "window, BGR to I420, encode (each stage's median beside it). PSNR is over the face box, of the "
+        "decoded window (PyAV) against the server's own JPEG composite at quality 85.",
     ]
     for scene, title in (
         ("demo", "Demo avatar (1280×720, ~180×200-px face)"),
@@ -254,12 +302,26 @@ def document(results: dict[str, object], command: str) -> str:
                 "×".join(str(v) for v in row["crop"]),
                 row["kbit_per_s"],
                 row["encode_cpu_ms_median"],
+                " + ".join(str(value) for value in row["stage_cpu_ms_median"].values()),
                 row["psnr_face_db_mean"],
                 row["psnr_face_db_min"],
             ]
             for row in results[scene]  # type: ignore[attr-defined]
         ]
         parts.append(f"**{title}**\n\n" + perfdoc.table(headers, rows))
+    ways = results["conversion"]
+    parts.append(
+        "BGR to I420 per frame of H.264's crop, median ms, demo / SyncTalk-sized: "
+        + ", ".join(
+            f"{label} {ways['demo'][name]} / {ways['synctalk'][name]}"  # type: ignore[index]
+            for name, label in (
+                ("swscale", "swscale (PyAV's reformat)"),
+                ("opencv_copied", "OpenCV copied into PyAV's planes"),
+                ("opencv_in_place", "OpenCV's output as the planes (the server's way)"),
+            )
+        )
+        + "."
+    )
     sessions = results["sessions_per_core"]
     base = results["base_video"]
     parts.append(

@@ -66,10 +66,11 @@ const state = {
   baseFrames: null,
   inflight: 0,
   metrics: { frames: 0, errors: 0, lateBase: 0, droppedBase: 0, serverMs: null, batch: null },
-  /** The live microphone mode while on: its session, the microphone, when its audio started
-   * (performance.now()), the chain that keeps its frames in order, and whether it is ending.
+  /** The live microphone mode while on: its session, the microphone, its video output (null: JPEG
+   * frames), when its audio started (performance.now()), the chain that keeps its JPEG frames in
+   * order, and whether it is ending.
    * @type {null | {session: import('./connection.js').SpeakSession | null, microphone: Microphone | null,
-   *   startedAt: number | null, chain: Promise<void>, stopping: boolean}} */
+   *   output: {close: () => void} | null, startedAt: number | null, chain: Promise<void>, stopping: boolean}} */
   live: null,
   /** Whether to play again once reconnected. */
   resume: false,
@@ -395,7 +396,7 @@ function baseVideo(model, codec) {
 async function startVideo(from) {
   stopVideo();
   const model = state.model;
-  const pending = { session: null, model, frames: null, starting: true };
+  const pending = { session: null, model, output: null, starting: true };
   state.video = pending;
   showPlaying(true);
   try {
@@ -418,38 +419,20 @@ function openVideoSession(from, model) {
     modelName: model.name, startFrameId: from, outputMode: state.mode, credits,
     videoCodecs: state.videoCodecs, play: true,
   });
-  const video = { session, model, frames: null, starting: false };
+  const video = { session, model, output: null, starting: false };
   state.video = video;
-  let base = null;
-  const player = new VideoSessionPlayer({
-    session,
-    base: { frame: (frameId) => base.then((frames) => frames.frame(frameId)) },
-    present: (crop, picture, chunk) => {
+  video.output = videoOutput(session, model, {
+    paced: true,
+    show: (crop, picture, chunk) => {
       if (state.video !== video) return;
       present({ frameId: chunk.frameId, image: crop, base: picture, bounds: chunk.bounds }, chunk.frameId);
       audio.follow(chunk.frameId, model.fps, model.fps);
     },
-  });
-  video.player = player;
-  session.addEventListener('video_config', (event) => {
-    const { codec, codecString } = event.detail;
-    if (base === null) {
-      base = baseVideo(model, codec).then((file) => {
-        video.frames = new BaseFrames(file);
-        return video.frames;
-      });
-      base.catch((error) => {
-        if (state.video !== video) return;
-        reportError(error, 'base video');
-        stopVideo();
-      });
-      showDelivery(`video ${CODEC_NAMES[codec]}`);
-      log.add(`Video output: ${CODEC_NAMES[codec]} (${codecString}) from the server`, 'ok');
-    }
-  });
-  player.addEventListener('keyframe_request', () => log.add('Video: a chunk was lost; asked for a key frame', 'warn'));
-  player.addEventListener('error', (event) => {
-    if (state.video === video) reportError(event.detail, 'video frame');
+    failed: (error, context) => {
+      if (state.video !== video) return;
+      reportError(error, context);
+      if (context === 'base video') stopVideo();
+    },
   });
   session.addEventListener('frame', (event) => {
     // No codec in common: the server sends JPEG frames instead.
@@ -463,8 +446,7 @@ function openVideoSession(from, model) {
   session.addEventListener('error', (event) => reportError(event.detail, 'video session'));
   session.addEventListener('end', (event) => {
     const { code, message } = event.detail;
-    player.close();
-    video.frames?.close();
+    video.output.close();
     if (state.video !== video) return;
     state.video = null;
     if (connection.socket === null) {
@@ -486,6 +468,42 @@ function openVideoSession(from, model) {
   log.add(`Playing ${model.name} from frame ${from} at ${model.fps} FPS (video session, paced by the server)`);
 }
 
+/**
+ * A session's video output, for playback and the live microphone mode alike: the player decodes the
+ * chunks, the base video of the codec the server chose (fetched once per model) supplies the frame
+ * under each crop, and `show` draws them. `failed` hears of errors ('base video', 'video frame').
+ * @returns {{close: () => void}}
+ */
+function videoOutput(session, model, { paced, show, failed }) {
+  let base = null;
+  let frames = null;
+  const player = new VideoSessionPlayer({
+    session,
+    paced,
+    base: { frame: (frameId) => base.then((decoded) => decoded.frame(frameId)) },
+    present: show,
+  });
+  session.addEventListener('video_config', (event) => {
+    const { codec, codecString } = event.detail;
+    if (base !== null) return;
+    base = baseVideo(model, codec).then((file) => {
+      frames = new BaseFrames(file);
+      return frames;
+    });
+    base.catch((error) => failed(error, 'base video'));
+    showDelivery(`video ${CODEC_NAMES[codec]}`);
+    log.add(`Video output: ${CODEC_NAMES[codec]} (${codecString}) from the server`, 'ok');
+  });
+  player.addEventListener('keyframe_request', () => log.add('Video: a chunk was lost; asked for a key frame', 'warn'));
+  player.addEventListener('error', (event) => failed(event.detail, 'video frame'));
+  return {
+    close() {
+      player.close();
+      frames?.close();
+    },
+  };
+}
+
 async function showSessionFrame(message, model) {
   const [image, baseJpeg] = await Promise.all([
     decodeJpeg(message.image),
@@ -501,8 +519,7 @@ function stopVideo() {
   if (video === null) return;
   state.video = null;
   video.session?.cancel();
-  video.player?.close();
-  video.frames?.close();
+  video.output?.close();
   audio.pause();
   showPlaying(false);
 }
@@ -517,7 +534,9 @@ async function startLive() {
   }
   stop();
   const model = state.model;
-  const live = { session: null, microphone: null, stopping: false, startedAt: null, chain: Promise.resolve() };
+  const live = {
+    session: null, microphone: null, output: null, stopping: false, startedAt: null, chain: Promise.resolve(),
+  };
   state.live = live;
   showLive();
   try {
@@ -539,11 +558,18 @@ async function startLive() {
     return;
   }
   showMicMessage(null);
+  // Video output as for playback, once the base video is here (fetched when the model was chosen).
+  const codec = state.videoCodecs[0];
+  const video = codec !== undefined && state.baseReady.has(`${model.name}/${codec}`);
+  if (codec !== undefined && !video) {
+    log.add('The base video is still on its way: JPEG frames this time, video from the next session');
+  }
   // Half a second of frames may be on their way at once; each one shown returns its credit.
   const credits = Math.max(1, Math.ceil(model.fps / 2));
   try {
     live.session = connection.openSession({
       modelName: model.name, startFrameId: state.frame, outputMode: state.mode, credits,
+      videoCodecs: video ? state.videoCodecs : [],
     });
   } catch (error) {
     live.microphone.close();
@@ -554,14 +580,33 @@ async function startLive() {
   }
   log.add(`Live: streaming ${live.microphone.label} to ${model.name} (PCM16, 16 kHz)`, 'ok');
   const session = live.session;
+  showDelivery('JPEG');
+  if (video) {
+    live.output = videoOutput(session, model, {
+      // A picture waits for nothing: the microphone already set the pace.
+      paced: false,
+      show: (crop, picture, chunk) => {
+        if (state.live !== live) return;
+        const { frameId, bounds } = chunk;
+        presentLive(live, { frameId, image: crop, base: picture, bounds, requestedAt: performance.now() }, chunk);
+      },
+      failed: (error, context) => {
+        if (state.live !== live) return;
+        reportError(error, `live ${context}`);
+        if (context === 'base video') stopLive();
+      },
+    });
+  }
   session.addEventListener('frame', (event) => {
     const message = event.detail;
+    if (video) showDelivery('JPEG (no common codec)');
     // Decoding is asynchronous; the chain keeps frames in the order they came.
     live.chain = live.chain.then(() => showLiveFrame(live, message)).catch((error) => reportError(error, 'live frame'));
   });
   session.addEventListener('error', (event) => reportError(event.detail, 'live session'));
   session.addEventListener('end', (event) => {
     const { code, message } = event.detail;
+    live.output?.close();
     if (code === 'OK' || live.stopping) log.add('Live session ended', 'info');
     else reportError(new ServerError(code, message || 'the live session ended'), 'live session');
     live.microphone?.close();
@@ -577,10 +622,15 @@ async function showLiveFrame(live, message) {
     message.outputMode === 'face_crop' ? state.baseFrames.get(message.frameId) : null,
   ]);
   const base = baseJpeg === null ? null : await decodeJpeg(baseJpeg);
+  presentLive(live, { frameId: message.frameId, image, base, bounds: message.bounds, requestedAt }, message);
+  live.session.grant(1);
+}
+
+/** Show a live frame, JPEG or video; its latency runs from the capture of its audio to now. */
+function presentLive(live, frame, message) {
   if (live.startedAt !== null) latencies.add(performance.now() - (live.startedAt + message.audioTimeMs));
   if (message.timings) noteTimings(message.timings);
-  present({ frameId: message.frameId, image, base, bounds: message.bounds, requestedAt }, message.frameId);
-  live.session.grant(1);
+  present(frame, message.frameId);
 }
 
 /** Stop the microphone; the frames of the audio already sent still come, then the session ends. */
@@ -635,10 +685,9 @@ connection.addEventListener('statechange', (event) => {
     state.videoCut = false;
     player.stop('stopped');
     if (state.video !== null) {
-      const { player: videoPlayer, frames } = state.video;
+      const { output } = state.video;
       state.video = null;
-      videoPlayer?.close();
-      frames?.close();
+      output?.close();
       showPlaying(false);
     }
     ui.model.disabled = true;
@@ -859,6 +908,6 @@ const videoWanted = new URLSearchParams(window.location.search).get('video') !==
 (videoWanted ? decodableCodecs() : Promise.resolve([])).then((codecs) => {
   state.videoCodecs = codecs;
   log.add(codecs.length
-    ? `WebCodecs decodes ${codecs.map((codec) => CODEC_NAMES[codec]).join(', ')}: playback uses video output on v2`
-    : 'Playback uses JPEG frames (no WebCodecs video decoder, or ?video=off)');
+    ? `WebCodecs decodes ${codecs.map((codec) => CODEC_NAMES[codec]).join(', ')}: playback and the microphone use video output on v2`
+    : 'Playback and the microphone use JPEG frames (no WebCodecs video decoder, or ?video=off)');
 }).finally(connect);

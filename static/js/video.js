@@ -204,6 +204,7 @@ export class BaseFrames {
 /**
  * Plays one video session: decodes its chunks, waits for each one's base frame and hands both to
  * `present`, in order. Events: `keyframe_request` (after a lost chunk or a decoder error).
+ * Playback and the live microphone mode both use it; only playback paces the pictures.
  */
 export class VideoSessionPlayer extends EventTarget {
   /**
@@ -211,16 +212,18 @@ export class VideoSessionPlayer extends EventTarget {
    * @param {import('./connection.js').SpeakSession} options.session
    * @param {BaseFrames} options.base
    * @param {(crop: VideoFrame, base: VideoFrame, chunk: any) => void} options.present draws; closes nothing
+   * @param {boolean} [options.paced] hold each picture until its time on the session's clock (playback,
+   *   whose chunks come in bursts); false shows each one once decoded (live, where waiting adds latency)
    * @param {any} [options.Decoder]
    * @param {() => number} [options.now] milliseconds, monotonic
    * @param {(ms: number) => Promise<void>} [options.sleep]
    */
   constructor({
-    session, base, present, Decoder = globalThis.VideoDecoder, now = () => performance.now(),
+    session, base, present, paced = true, Decoder = globalThis.VideoDecoder, now = () => performance.now(),
     sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); }),
   }) {
     super();
-    Object.assign(this, { session, base, present, Decoder, now, sleep });
+    Object.assign(this, { session, base, present, paced, Decoder, now, sleep });
     /** The clock: the picture of session time `clock.mediaMs` is due at `clock.at`; null until the first. */
     this.clock = null;
     this.decoder = null;
@@ -245,7 +248,10 @@ export class VideoSessionPlayer extends EventTarget {
         this.lost();
       },
     });
-    const options = { codec: config.codecString, codedWidth: config.width, codedHeight: config.height };
+    // Each chunk's picture is wanted at once: a decoder may otherwise hold it until more chunks come.
+    const options = {
+      codec: config.codecString, codedWidth: config.width, codedHeight: config.height, optimizeForLatency: true,
+    };
     if (config.description.length) options.description = config.description;
     decoder.configure(options);
     this.decoder = decoder;
@@ -297,7 +303,7 @@ export class VideoSessionPlayer extends EventTarget {
       let picture = null;
       try {
         picture = await base;
-        await this.due(chunk.audioTimeMs);
+        if (this.paced) await this.due(chunk.audioTimeMs);
         this.present(crop, picture, chunk);
         this.counters.shown += 1;
       } finally {

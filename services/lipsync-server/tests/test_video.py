@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import av
+import cv2
 import numpy as np
 import pytest
 from av.video.codeccontext import VideoCodecContext
@@ -16,6 +19,7 @@ from lipsync_server.video import (
     composite_window,
     crop_size,
     crop_window,
+    i420_frame,
     negotiate,
 )
 
@@ -97,3 +101,37 @@ def test_each_frame_gives_one_chunk_at_once_and_a_key_frame_when_asked(
         assert len(context.decode(av.Packet(chunk.data))) == 1
 
     assert [i for i, key in enumerate(keys) if key] == [0, 7]
+
+
+def test_the_i420_frame_holds_opencvs_conversion_of_the_pixels() -> None:
+    bgr = np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    frame = i420_frame(bgr)
+
+    assert (frame.width, frame.height, frame.format.name) == (64, 48, "yuv420p")
+    assert np.array_equal(frame.to_ndarray(), cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
+
+
+def x264_settings(data: bytes) -> dict[str, str]:
+    """The settings x264 writes into its first frame's SEI message ("options: name=value ...")."""
+    found = re.search(rb"options: ([ -~]*)", data)
+    assert found is not None, "no x264 settings in the stream"
+    return dict(option.split("=", 1) for option in found.group(1).decode().split() if "=" in option)
+
+
+def test_a_sessions_h264_stream_has_a_constant_quantizer_and_the_cheap_analysis_on_one_thread() -> None:
+    image = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    settings = x264_settings(VideoEncoder(VideoCodec.H264, 64, 48, 25.0).encode(image, 0.0).data)
+
+    assert (settings["rc"], settings["qp"]) == ("cqp", "22")
+    assert (settings["scenecut"], settings["subme"], settings["threads"]) == ("0", "0", "1")
+
+
+def test_an_h264_stream_under_a_bitrate_cap_has_a_rate_factor_the_cap_holds() -> None:
+    image = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    encoder = VideoEncoder(VideoCodec.H264, 64, 48, 25.0, max_bitrate=500_000)
+    settings = x264_settings(encoder.encode(image, 0.0).data)
+
+    assert (settings["rc"], settings["crf"], settings["vbv_maxrate"]) == ("crf", "20.0", "500")

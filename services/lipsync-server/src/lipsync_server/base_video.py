@@ -34,7 +34,7 @@ KEY_INTERVAL_S = 1.0
 #: The cap at 1280×720 (the target is 1.5 Mbit/s); larger frames get proportionally more.
 MAX_BITRATE = 1_300_000
 # Encoder settings that change the file: part of its cache key.
-_SETTINGS_VERSION = "1"
+_SETTINGS_VERSION = "2"
 
 T = TypeVar("T")
 

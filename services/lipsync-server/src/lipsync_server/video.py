@@ -48,8 +48,11 @@ class CodecSpec:
     #: Frame sizes are multiples of this (the codec's macroblock or superblock edge).
     block: int
     options: dict[str, str]
-    #: Constant-quality setting; lower is better quality and more bits.
+    #: Constant-quality setting of a session's stream; lower is better quality and more bits.
     quality_option: tuple[str, str]
+    #: The constant-quality setting under a bit-rate cap (the base video's), where the codec caps
+    #: another kind of quality setting than the session's; None: the same.
+    capped_quality_option: tuple[str, str] | None = None
 
 
 # Measured on the demo avatar's face region (loadtests/bench_video.py): equal quality, bits and CPU.
@@ -61,13 +64,22 @@ CODECS: dict[VideoCodec, CodecSpec] = {
         "avc1.42e01f",
         16,
         {
-            "preset": "veryfast",
+            "preset": "superfast",
             "tune": "zerolatency",
             "profile": "baseline",
             "level": "3.1",
             # A key frame asked for is an IDR frame, where a decoder may start.
             "forced-idr": "1",
+            # Key frames come at the start, on request and at the interval; looking for scene cuts
+            # would cost an analysis of every frame at a quarter of its size. A face in a window that
+            # follows it moves little: a whole-pixel motion search costs a few more bits than a
+            # sub-pixel one, and much less CPU.
+            "x264-params": "scenecut=0:subme=0",
         },
+        # A constant quantizer needs no estimate of each frame's complexity (a rate factor does, from
+        # that same quarter-size analysis), and where little changes it spends fewer bits on the same
+        # quality. x264 caps only a rate factor, so the base video keeps one.
+        ("qp", "22"),
         ("crf", "20"),
     ),
     VideoCodec.VP8: CodecSpec(
@@ -162,6 +174,14 @@ def composite_window(
     return out
 
 
+def i420_frame(bgr: NDArray[np.uint8]) -> av.VideoFrame:
+    """BGR pixels (H×W×3, both even) as an encoder's input: converted by OpenCV, whose output the
+    frame uses as its planes, uncopied (swscale's conversion and a copy into PyAV's own planes cost
+    several times as much)."""
+    i420 = cast(NDArray[np.uint8], cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
+    return av.VideoFrame.from_numpy_buffer(i420, format="yuv420p")
+
+
 @dataclass(frozen=True)
 class EncodedChunk:
     data: bytes
@@ -204,7 +224,9 @@ class VideoEncoder:
         context.gop_size = max(1, round(key_frame_interval_s * fps))
         context.max_b_frames = 0
         context.thread_count = threads
-        name, default = spec.quality_option
+        name, default = (
+            spec.quality_option if max_bitrate is None else spec.capped_quality_option or spec.quality_option
+        )
         options = {**spec.options, name: quality or default}
         if max_bitrate is not None:
             # libvpx reads its cap from the bit rate in constant-quality mode, the others from maxrate.
@@ -215,11 +237,12 @@ class VideoEncoder:
         self._frames = 0
 
     def encode(self, bgr: NDArray[np.uint8], time_ms: float, *, key_frame: bool = False) -> EncodedChunk:
-        """Encode one frame (H×W×3 BGR of the encoder's size); a key frame when asked. Raises
-        RuntimeError if the encoder holds the frame back (it is set up never to)."""
-        # OpenCV's BGR to I420 costs a quarter of swscale's here.
-        i420 = cast(NDArray[np.uint8], cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        """Encode one frame (H×W×3 BGR of the encoder's size); a key frame when asked."""
+        return self.encode_frame(i420_frame(bgr), time_ms, key_frame=key_frame)
+
+    def encode_frame(self, frame: av.VideoFrame, time_ms: float, *, key_frame: bool = False) -> EncodedChunk:
+        """Encode one I420 frame of the encoder's size (`i420_frame`). Raises RuntimeError if the
+        encoder holds the frame back (it is set up never to)."""
         frame.pts = round(time_ms)
         if key_frame or self._frames == 0:
             frame.pict_type = av.video.frame.PictureType.I

@@ -133,6 +133,12 @@ class ClientPage:
         self.page.goto(url)
         self.wait_ready()
 
+    def open_with_base_video(self, url: str) -> None:
+        """Load the client and wait for the base video it fetches when the model is chosen (a Play or
+        a microphone session before it is here gets JPEG frames)."""
+        self.open(url)
+        expect(self.page.locator("#activity-log")).to_contain_text("Base video of ")
+
     def wait_ready(self) -> None:
         """Wait until the page is connected with a model chosen (Play is enabled)."""
         expect(self.page.locator("#connection-status")).to_have_attribute("data-state", "open")

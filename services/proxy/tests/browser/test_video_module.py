@@ -107,3 +107,47 @@ def test_the_page_parses_the_servers_base_video_file(modules_page: Page) -> None
     assert len(parsed["chunks"]) == 30
     assert parsed["chunks"][0][0] is True
     assert [size > 0 for _, size in parsed["chunks"]] == [True] * 30
+
+
+PLAY_THREE_CHUNKS = """async (paced) => {
+    const video = await import('/js/video.js');
+    const session = new EventTarget();
+    const granted = [];
+    session.grant = (n) => granted.push(n);
+    session.requestKeyFrame = () => {};
+    // A decoder double: each chunk is "decoded" at once into a picture of its timestamp.
+    class Decoder {
+        constructor({ output }) { this.output = output; }
+        configure(config) { Decoder.config = config; }
+        decode(chunk) { this.output({ timestamp: chunk.timestamp, close() {} }); }
+        close() {}
+    }
+    const shown = [];
+    const sleeps = [];
+    const player = new video.VideoSessionPlayer({
+        session, paced, Decoder,
+        base: { frame: async () => ({ close() {} }) },
+        present: (crop, base, chunk) => shown.push(chunk.frameId),
+        now: () => 1000,
+        sleep: async (ms) => { sleeps.push(ms); },
+    });
+    const description = new Uint8Array();
+    session.dispatchEvent(new CustomEvent('video_config', {
+        detail: { codecString: 'avc1.42e01f', width: 32, height: 32, description } }));
+    for (let i = 0; i < 3; i += 1) {
+        const detail = {
+            sequence: i, keyFrame: i === 0, frameId: 10 + i, audioTimeMs: 40 * i, data: new Uint8Array(1) };
+        session.dispatchEvent(new CustomEvent('video_chunk', { detail }));
+    }
+    await player.chain;
+    return { shown, sleeps, granted: granted.length, lowDelay: Decoder.config.optimizeForLatency };
+}"""
+
+
+@pytest.mark.parametrize(("paced", "sleeps"), [(True, [40, 80]), (False, [])])
+def test_a_paced_player_holds_pictures_to_the_session_clock_and_an_unpaced_one_shows_them_at_once(
+    modules_page: Page, paced: bool, sleeps: list[int]
+) -> None:
+    played = modules_page.evaluate(PLAY_THREE_CHUNKS, paced)
+
+    assert played == {"shown": [10, 11, 12], "sleeps": sleeps, "granted": 3, "lowDelay": True}
