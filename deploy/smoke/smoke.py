@@ -28,7 +28,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import ssl
 import struct
 import subprocess
@@ -45,6 +44,7 @@ import grpc
 import numpy as np
 import websockets
 
+from lipsync_common.ports import free_port
 from lipsync_protos.lipsync.v1 import lipsync_pb2, lipsync_pb2_grpc
 
 logger = logging.getLogger("smoke")
@@ -190,13 +190,6 @@ def choose_base_image() -> str | None:
             logger.info("cannot pull %s; bootstrapping a base image from Debian's packages", image)
             return run([str(BOOTSTRAP_SCRIPT)], timeout_s=1200).strip().splitlines()[-1]
     return None
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Stack:

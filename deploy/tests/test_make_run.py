@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LISTEN = "0A"
 # Loopback addresses as /proc/net/tcp{,6} write them: 127.0.0.1, ::1 and ::ffff:127.0.0.1.
 LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def socket_inodes(pids: set[int]) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT
 
 SERVER_BIN = Path(sys.executable).with_name("lipsync-server")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def health_status(address: str, service: str = "", timeout: float = 1.0) -> int | None:

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -24,17 +23,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT
 
 BIN = Path(sys.executable).parent
 DOUBLES = Path(__file__).with_name("doubles.py")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def v1_request(model_name: str, frame_id: int) -> bytes:

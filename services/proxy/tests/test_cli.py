@@ -12,10 +12,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, eventually
 
 from .doubles import double_stats, frame_id_of
-from .processes import BIN, DoubleProcess, ProxyProcess, free_port, v1_request
+from .processes import BIN, DoubleProcess, ProxyProcess, v1_request
 
 pytestmark = pytest.mark.integration
 

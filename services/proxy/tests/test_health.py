@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, wait_until
 
-from .processes import DoubleProcess, ProxyProcess, free_port, http_get
+from .processes import DoubleProcess, ProxyProcess, http_get
 
 pytestmark = pytest.mark.integration
 

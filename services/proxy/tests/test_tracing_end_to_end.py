@@ -17,10 +17,11 @@ from lipsync_otlp_sink.process import SinkProcess
 from lipsync_otlp_sink.store import SpanRecord
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, wait_until
 from lipsync_proxy.protocol import v2
 
-from .processes import DoubleProcess, ProxyProcess, ServerProcess, free_port, http_get, v1_request
+from .processes import DoubleProcess, ProxyProcess, ServerProcess, http_get, v1_request
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 
 from lipsync_otlp_sink.store import SpanRecord
 
+#: Every port `free_port` handed out in this process.
+_given: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, never one handed out before: the kernel may give two
+    probes in a row the same port, and the sink could not bind both. (The services' tests have the
+    same helper in lipsync_common.ports; this package is installed on its own, without it.)"""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 @dataclass

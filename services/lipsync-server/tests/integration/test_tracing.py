@@ -15,11 +15,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from lipsync_otlp_sink.process import SinkProcess, free_port
+from lipsync_otlp_sink.process import SinkProcess
 from lipsync_otlp_sink.store import SpanRecord
 from package_factory import write_native_package
 from server_process import TIME_UNIT, ServerProcess
 
+from lipsync_common.ports import free_port
 from lipsync_protos import optimized_lipsyncsrv_pb2 as seed
 from lipsync_protos import optimized_lipsyncsrv_pb2_grpc
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, wait_until
 
-from ..processes import ProxyProcess, ServerProcess, free_port
+from ..processes import ProxyProcess, ServerProcess
 from .harness import IN_CI, REPO, STATIC_DIR, ClientPage, expect
 
 pytestmark = pytest.mark.integration
