@@ -1,10 +1,10 @@
-"""The package's audio, played in sync with the frames.
+"""The package's audio, played in sync with the frames, on the real page against the real proxy.
 
-The proxy does not serve package audio yet; docs/browser-client.md ("Audio") proposes the JSON
-``get_audio`` request the page uses. Until the proxy has it, the page's side is proven against a
-double of that reply (page_doubles.answer_get_audio), and the test against the real proxy is an
-expected failure that turns into a failure (strict) the day the proxy serves audio, so that its
-marker is removed then.
+Most tests answer the page's JSON ``get_audio`` with a double (page_doubles.answer_get_audio), to
+choose the audio; the last one takes it from the real proxy. How the page keeps the audio with the
+frames (a seek or a faster rate for which drift) is checked exactly in test_package_audio_module.py,
+on an element whose clock the test runs: here the browser's real audio clock keeps time only as long
+as the machine gives its audio thread the CPU.
 """
 
 from __future__ import annotations
@@ -50,26 +50,13 @@ def test_the_package_audio_plays_in_sync_with_the_frames(
     page.click("#play-button")
     page.wait_for_function("() => !document.getElementById('package-audio').paused")
     page.wait_for_timeout(1000)
-    page.evaluate(
-        """() => {
-            window.audioSeeks = 0;
-            const audio = document.getElementById('package-audio');
-            audio.addEventListener('seeking', () => { window.audioSeeks += 1; });
-        }"""
-    )
     offsets = []
     for _ in range(7):
         offsets.append(audio_offset(client))
         page.wait_for_timeout(200)
-    seeks = page.evaluate("() => window.audioSeeks")
     page.click("#play-button")
 
     assert statistics.median(abs(offset) for offset in offsets) < MAX_OFFSET_S, offsets
-    # In sync by playing along, not by being moved to the frame again and again: audio that did not
-    # play along would drift past MAX_DRIFT_S (0.12 s) every 3 frames, about 12 seeks in these 1.4 s.
-    # A browser stalled by a busy machine needs a correction now and then (CI saw 2 and 3); 4 is still a
-    # third of what audio that does not play along needs.
-    assert seeks <= 4
     page.wait_for_function("() => document.getElementById('package-audio').paused")
     assert client.errors == []
 
