@@ -180,7 +180,7 @@ class Answered:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Call `stream_id` failed (or was given up by `cancel`: then no event comes)."""
+    """Call `stream_id` failed. (A call given up with `cancel` gets no event.)"""
 
     stream_id: int
     error: CallError
@@ -265,6 +265,7 @@ class Http2Client:
 
     @property
     def should_close(self) -> bool:
+        """Closing, with no call under way: the connection can go."""
         return self.closing and not self._streams
 
     # --- calls ------------------------------------------------------------------------------------
