@@ -47,7 +47,15 @@ from lipsync_server.settings import Settings
 from loadtests import procstat
 from loadtests.processes import ServerProcess
 from loadtests.progress import Progress
-from loadtests.viewers import Ramp, StepResult, capacity, summary, viewers_direct
+from loadtests.viewers import (
+    Ramp,
+    StepResult,
+    add_ramp_arguments,
+    capacity,
+    ramp_from_args,
+    summary,
+    viewers_direct,
+)
 
 ENGINES = ("demo", "unet328")
 UNET_MODEL = "bench-unet"
@@ -208,13 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--max-batch", type=int, default=ServedSetup.max_batch)
     add("--batch-wait-ms", type=float, default=ServedSetup.batch_wait_ms)
     add("--workers", type=int, help="server worker threads (default: one per core)")
-    add("--start", type=int, default=2)
-    add("--step", type=int, default=2)
-    add("--step-seconds", type=float, default=Ramp.step_s)
-    add("--settle-seconds", type=float, default=Ramp.settle_s)
-    add("--max", type=int, default=Ramp.max_viewers)
-    add("--fps", type=float, default=Ramp.fps)
-    add("--threshold-ms", type=float, default=Ramp.threshold_ms)
+    add_ramp_arguments(parser, start=2, step=2)
     add("--json", type=Path, help="write the result here as well as to stdout")
     args = parser.parse_args(argv)
     setup = ServedSetup(
@@ -226,16 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         args.stand_in,
     )
-    ramp = Ramp(
-        start=args.start,
-        step=args.step,
-        step_s=args.step_seconds,
-        settle_s=args.settle_seconds,
-        max_viewers=args.max,
-        fps=args.fps,
-        threshold_ms=args.threshold_ms,
-        model="demo" if args.engine == "demo" else UNET_MODEL,
-    )
+    ramp = ramp_from_args(args, model="demo" if args.engine == "demo" else UNET_MODEL)
     with tempfile.TemporaryDirectory(prefix="served-streams-") as scratch:
         work = Path(scratch)
         models_dir = None

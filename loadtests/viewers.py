@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -245,25 +246,23 @@ def summary(steps: Sequence[StepResult], ramp: Ramp) -> dict[str, object]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="How many 25 FPS viewers a proxy or a server holds.")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="a proxy's WebSocket URL (viewers speak v1)")
-    target.add_argument("--addr", help="a lipsync-server's gRPC address (viewers call Infer)")
+def add_ramp_arguments(
+    parser: argparse.ArgumentParser, start: int = Ramp.start, step: int = Ramp.step
+) -> None:
+    """The flags of a ramp's steps and threshold (`ramp_from_args` reads them)."""
     add = parser.add_argument
-    add("--start", type=int, default=Ramp.start)
-    add("--step", type=int, default=Ramp.step)
+    add("--start", type=int, default=start)
+    add("--step", type=int, default=step)
     add("--step-seconds", type=float, default=Ramp.step_s)
     add("--settle-seconds", type=float, default=Ramp.settle_s)
     add("--max", type=int, default=Ramp.max_viewers)
     add("--fps", type=float, default=Ramp.fps)
     add("--threshold-ms", type=float, default=Ramp.threshold_ms)
-    add("--retries", type=int, default=Ramp.retries, help="measure a step that failed again (default 1)")
-    add("--model", default=Ramp.model)
-    add("--frames", type=int, default=Ramp.frames)
-    add("--json", type=Path, default=None, help="write the result here ('-' for stdout)")
-    args = parser.parse_args(argv)
-    ramp = Ramp(
+
+
+def ramp_from_args(args: argparse.Namespace, **fields: Any) -> Ramp:
+    """The ramp of `add_ramp_arguments`' flags, with `fields` for the rest."""
+    return Ramp(
         start=args.start,
         step=args.step,
         step_s=args.step_seconds,
@@ -271,10 +270,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_viewers=args.max,
         fps=args.fps,
         threshold_ms=args.threshold_ms,
-        retries=args.retries,
-        frames=args.frames,
-        model=args.model,
+        **fields,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="How many 25 FPS viewers a proxy or a server holds.")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a proxy's WebSocket URL (viewers speak v1)")
+    target.add_argument("--addr", help="a lipsync-server's gRPC address (viewers call Infer)")
+    add_ramp_arguments(parser)
+    add = parser.add_argument
+    add("--retries", type=int, default=Ramp.retries, help="measure a step that failed again (default 1)")
+    add("--model", default=Ramp.model)
+    add("--frames", type=int, default=Ramp.frames)
+    add("--json", type=Path, default=None, help="write the result here ('-' for stdout)")
+    args = parser.parse_args(argv)
+    ramp = ramp_from_args(args, retries=args.retries, frames=args.frames, model=args.model)
     progress = Progress(every_s=0.0)
     if args.url:
         steps = uvloop.run(viewers_through_proxy(args.url, ramp, progress))

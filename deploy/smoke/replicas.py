@@ -48,6 +48,7 @@ from smoke import (
     container_state,
     guarded,
     jpeg_problem,
+    report,
     run,
     v1_request,
 )
@@ -410,12 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = Summary()
     check(args, summary)
-    line = json.dumps(asdict(summary), sort_keys=True)
-    (args.artifacts / "summary.json").write_text(line + "\n")
-    print(line)
-    if summary.failure:
-        logger.error("FAILED: %s (compose logs: %s)", summary.failure, args.artifacts / "compose.log")
-    return 0 if summary.passed else 1
+    return report(asdict(summary), args.artifacts)
 
 
 if __name__ == "__main__":

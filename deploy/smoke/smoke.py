@@ -449,6 +449,17 @@ def smoke(args: argparse.Namespace, summary: Summary) -> None:
     guarded(args, stack, summary, lambda: run_stages(args, stack, summary))
 
 
+def report(summary: Mapping[str, object], artifacts: Path) -> int:
+    """Print a check's summary (its fields, `passed` and `failure` among them) as one JSON line, also
+    written to `artifacts`/summary.json; log its failure; return its exit status."""
+    line = json.dumps(summary, sort_keys=True)
+    (artifacts / "summary.json").write_text(line + "\n")
+    print(line)
+    if summary["failure"]:
+        logger.error("FAILED: %s (compose logs: %s)", summary["failure"], artifacts / "compose.log")
+    return 0 if summary["passed"] else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100, help="v1 frame requests to send (default 100)")
@@ -464,12 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = Summary(trace_required=args.require_trace)
     smoke(args, summary)
-    line = json.dumps(asdict(summary), sort_keys=True)
-    (args.artifacts / "summary.json").write_text(line + "\n")
-    print(line)
-    if summary.failure:
-        logger.error("FAILED: %s (compose logs: %s)", summary.failure, args.artifacts / "compose.log")
-    return 0 if summary.passed else 1
+    return report(asdict(summary), args.artifacts)
 
 
 if __name__ == "__main__":
