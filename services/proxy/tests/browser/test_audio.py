@@ -36,6 +36,15 @@ def audio_offset(client: ClientPage) -> float:
     return offset
 
 
+def wait_for_frame(client: ClientPage, frame_id: int) -> None:
+    """Wait until the frame on screen is `frame_id` or later."""
+    client.page.wait_for_function(
+        """(frameId) => Number(
+            document.getElementById('badge-frame').textContent.replace('frame ', '')) >= frameId""",
+        arg=frame_id,
+    )
+
+
 def test_the_package_audio_plays_in_sync_with_the_frames(
     client: ClientPage, client_proxy: ProxyProcess
 ) -> None:
@@ -49,11 +58,13 @@ def test_the_package_audio_plays_in_sync_with_the_frames(
     expect(page.locator("#badge-frame")).to_have_text("frame 100")
     page.click("#play-button")
     page.wait_for_function("() => !document.getElementById('package-audio').paused")
-    page.wait_for_timeout(1000)
+    # Settled after 25 frames; then a sample every 5 frames (200 ms at 25 FPS).
+    shown = 100
     offsets = []
-    for _ in range(7):
+    for step in (25, 5, 5, 5, 5, 5, 5):
+        shown += step
+        wait_for_frame(client, shown)
         offsets.append(audio_offset(client))
-        page.wait_for_timeout(200)
     page.click("#play-button")
 
     assert statistics.median(abs(offset) for offset in offsets) < MAX_OFFSET_S, offsets
