@@ -29,7 +29,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from lipsync_proxy.protocol import v2
+from lipsync_client import v2
 from lipsync_proxy.protocol.fields import OutputMode
 from loadtests.processes import ProxyProcess, ServerProcess
 from loadtests.procstat import load_average

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
-from lipsync_proxy.protocol import v2
+from lipsync_client import v2
 from lipsync_proxy.protocol.errors import ProtocolError
 from loadtests.chaos.ledger import OK, WRONG, Ledger, Outcome
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, wait_until
-from lipsync_proxy.protocol import v2
 from lipsync_proxy.protocol.fields import OutputMode
 
 from .doubles import double_stats

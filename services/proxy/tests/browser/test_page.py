@@ -9,8 +9,8 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
+from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT
-from lipsync_proxy.protocol import v2
 from lipsync_proxy.protocol.fields import Bounds, OutputMode
 
 from ..processes import ProxyProcess

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lipsync_proxy.protocol import json_messages, v1, v2
+from lipsync_client import v2
+from lipsync_proxy.protocol import json_messages, v1
 from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
 from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lipsync_client import v1, v2
 from lipsync_proxy.protocol import json_messages as jm
-from lipsync_proxy.protocol import v1, v2
 from lipsync_proxy.protocol.fields import Bounds, OutputMode, Timings
 
 DOC = Path(__file__).resolve().parents[4] / "docs" / "protocol.md"

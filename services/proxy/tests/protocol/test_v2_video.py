@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_proxy.protocol import v2
+from lipsync_client import v2
 from lipsync_proxy.protocol.errors import ProtocolError
 from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode
 

@@ -9,11 +9,10 @@ last variable field (audio, JPEG, error text) runs to the end of the message, so
 frame reply as ``header + image`` without touching the image again. ``docs/protocol.md`` describes
 every message byte by byte; the constants and structs below are that description in code.
 
-Client messages decode with :func:`decode_client` and encode with :func:`encode_client` (for tests,
-the load generator and the browser's JavaScript twin). Server messages encode with the per-type
-functions that take plain values (:func:`encode_frame`, :func:`encode_error`,
+The proxy decodes client messages with :func:`decode_client` and writes server messages with the
+per-type functions that take plain values (:func:`encode_frame`, :func:`encode_error`,
 :func:`encode_session_frame`, :func:`encode_session_end`, :func:`encode_video_config`,
-:func:`encode_video_chunk`) and decode with :func:`decode_server`.
+:func:`encode_video_chunk`). The other direction, a client's, is ``lipsync_client.v2``.
 
 A session may ask for video output (SESSION_START flag ``VIDEO`` with the codecs the client decodes):
 its frames then arrive as VIDEO_CHUNKs of one encoded stream of the face region, each key frame after
@@ -28,12 +27,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, GRPC_STATUS_NAMES, ProtocolError
+from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
 from lipsync_proxy.protocol.fields import (
     SAMPLE_RATE,
-    Bounds,
     OutputMode,
-    Timings,
     check_frame_id,
     check_traceparent,
     decode_model_name,
@@ -84,16 +81,16 @@ MAX_REQUEST_ID = 2**32 - 1
 CENTER_DEFAULT = -1
 
 HEADER = struct.Struct("<BBHI")
-# Each struct is the header plus the fixed part of one message type (see docs/protocol.md).
-_INFER = struct.Struct("<BBHI IBBBBi")
-_SESSION_START = struct.Struct("<BBHI IBBBBI")
-_CONTROL = struct.Struct("<BBHI B")
-_CREDIT = struct.Struct("<BBHI I")
-_STATUS = struct.Struct("<BBHI B")
-_FRAME = struct.Struct("<BBHI IHH4i6fHB")
-_SESSION_FRAME = struct.Struct("<BBHI Id IHH4i6fHB")
-_VIDEO_CONFIG = struct.Struct("<BBHI BBHH")
-_VIDEO_CHUNK = struct.Struct("<BBHI Id I4i")
+#: Each struct is the header plus the fixed part of one message type (see docs/protocol.md).
+INFER_FIXED = struct.Struct("<BBHI IBBBBi")
+SESSION_START_FIXED = struct.Struct("<BBHI IBBBBI")
+CONTROL_FIXED = struct.Struct("<BBHI B")
+CREDIT_FIXED = struct.Struct("<BBHI I")
+STATUS_FIXED = struct.Struct("<BBHI B")
+FRAME_FIXED = struct.Struct("<BBHI IHH4i6fHB")
+SESSION_FRAME_FIXED = struct.Struct("<BBHI Id IHH4i6fHB")
+VIDEO_CONFIG_FIXED = struct.Struct("<BBHI BBHH")
+VIDEO_CHUNK_FIXED = struct.Struct("<BBHI Id I4i")
 #: The longest codec string of a VIDEO_CONFIG (its length is one byte).
 MAX_CODEC_STRING_LENGTH = 255
 
@@ -208,100 +205,13 @@ ClientMessage = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class FrameReply:
-    """FRAME: the answer to an INFER."""
-
-    request_id: int
-    frame_id: int
-    output_mode: OutputMode
-    #: The JPEG's size in pixels.
-    width: int
-    height: int
-    bounds: Bounds
-    timings: Timings
-    image: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """ERROR: a request failed (final for an INFER; a non-fatal problem for a session)."""
-
-    request_id: int
-    #: A gRPC status name other than OK.
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFrame:
-    """SESSION_FRAME: one frame a session pushes at the model's fps."""
-
-    request_id: int
-    #: 0, 1, 2, ... for the frames of this session.
-    sequence: int
-    #: Where in the session's audio this frame sits.
-    audio_time_ms: float
-    end_of_utterance: bool
-    frame_id: int
-    output_mode: OutputMode
-    width: int
-    height: int
-    bounds: Bounds
-    timings: Timings
-    image: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
-    """SESSION_END: the last message of a session; ``code`` is OK or the gRPC status that ended it."""
-
-    request_id: int
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class VideoConfig:
-    """VIDEO_CONFIG: how to decode the key frame that follows and the chunks after it."""
-
-    request_id: int
-    codec: VideoCodec
-    #: The WebCodecs codec string, e.g. ``avc1.42e01f``.
-    codec_string: str
-    #: The coded size of every chunk until the next VIDEO_CONFIG.
-    width: int
-    height: int
-    #: The decoder configuration record (WebCodecs' ``description``); empty when the stream carries
-    #: it in band (H.264 in Annex B, VP8, VP9, AV1).
-    description: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class VideoChunk:
-    """VIDEO_CHUNK: one encoded frame of a video session; ``bounds`` is the crop window it covers."""
-
-    request_id: int
-    sequence: int
-    #: Where in the session's audio this frame sits (the chunk's timestamp).
-    audio_time_ms: float
-    key_frame: bool
-    end_of_utterance: bool
-    frame_id: int
-    bounds: Bounds
-    data: bytes
-
-
-ServerMessage = FrameReply | ErrorReply | SessionFrame | SessionEnd | VideoConfig | VideoChunk
-
-
 # --- client messages -------------------------------------------------------------------------------
 
 
 def decode_client(data: bytes) -> ClientMessage:
     """Parse one binary message from a client; raise ProtocolError, with ``request_id`` set once the
     header could be read, for anything that is not a valid client message."""
-    kind, flags, request_id = _read_header(data)
+    kind, flags, request_id = read_header(data)
     decoder = _CLIENT_DECODERS.get(kind)
     if decoder is None:
         raise ProtocolError(f"unknown client message type 0x{kind:02x}", request_id=request_id)
@@ -316,72 +226,17 @@ def decode_client(data: bytes) -> ClientMessage:
     return decoder(data, request_id)
 
 
-def encode_client(message: ClientMessage) -> bytes:
-    """The wire bytes of a client message; raises ValueError for a message the protocol cannot carry.
-
-    The bytes are decoded again before they are returned, so the decoder's rules are the only rules
-    and nothing is encoded that the proxy would refuse.
-    """
-    try:
-        data = _pack_client(message)
-        decoded = decode_client(data)
-    except (struct.error, UnicodeEncodeError, ProtocolError) as error:
-        raise ValueError(f"{type(message).__name__} cannot be sent: {error}") from None
-    if decoded != message:
-        raise ValueError(f"{message!r} cannot be sent as it is; it would arrive as {decoded!r}")
-    return data
-
-
-def _pack_client(message: ClientMessage) -> bytes:
-    rid = message.request_id
-    match message:
-        case InferRequest():
-            name, traceparent = message.model_name.encode("utf-8"), _ascii(message.traceparent)
-            audio = message.audio or AudioWindow(b"")
-            center = CENTER_DEFAULT if audio.center_sample is None else audio.center_sample
-            fixed = _INFER.pack(
-                VERSION, INFER, 0, rid, message.frame_id, message.output_mode.wire,
-                message.jpeg_quality, len(name), len(traceparent), center,
-            )  # fmt: skip
-            return fixed + name + traceparent + audio.pcm16
-        case SessionStart():
-            name, traceparent = message.model_name.encode("utf-8"), _ascii(message.traceparent)
-            flags = (FLAG_VIDEO if message.video_codecs else 0) | (FLAG_PLAY if message.play else 0)
-            fixed = _SESSION_START.pack(
-                VERSION, SESSION_START, flags, rid, message.start_frame_id, message.output_mode.wire,
-                message.jpeg_quality, len(name), len(traceparent), message.credits,
-            )  # fmt: skip
-            codecs = (
-                bytes([len(message.video_codecs), *message.video_codecs]) if message.video_codecs else b""
-            )
-            return fixed + name + traceparent + codecs
-        case Cancel():
-            return HEADER.pack(VERSION, CANCEL, 0, rid)
-        case SessionAudio():
-            return HEADER.pack(VERSION, SESSION_AUDIO, 0, rid) + message.pcm16
-        case SessionControl():
-            return _CONTROL.pack(VERSION, SESSION_CONTROL, 0, rid, message.action)
-        case Credit():
-            return _CREDIT.pack(VERSION, CREDIT, 0, rid, message.credits)
-        case KeyFrameRequest():
-            return HEADER.pack(VERSION, KEY_FRAME, 0, rid)
-
-
-def _ascii(text: str | None) -> bytes:
-    return b"" if text is None else text.encode("ascii")
-
-
 def _decode_infer(data: bytes, rid: int) -> InferRequest:
-    _need(data, _INFER.size, "INFER", rid)
-    _, _, _, _, frame_id, mode, quality, name_len, tp_len, center = _INFER.unpack_from(data)
-    name_end = _INFER.size + name_len
+    need(data, INFER_FIXED.size, "INFER", rid)
+    _, _, _, _, frame_id, mode, quality, name_len, tp_len, center = INFER_FIXED.unpack_from(data)
+    name_end = INFER_FIXED.size + name_len
     tp_end = name_end + tp_len
-    _need(data, tp_end, "INFER", rid)
+    need(data, tp_end, "INFER", rid)
     return InferRequest(
         rid,
-        decode_model_name(data[_INFER.size : name_end], rid),
+        decode_model_name(data[INFER_FIXED.size : name_end], rid),
         check_frame_id(frame_id, rid),
-        _decode_mode(mode, rid),
+        decode_mode(mode, rid),
         _decode_quality(quality, rid),
         _decode_audio_window(data[tp_end:], center, rid),
         _decode_traceparent(data[name_end:tp_end], rid),
@@ -389,21 +244,21 @@ def _decode_infer(data: bytes, rid: int) -> InferRequest:
 
 
 def _decode_session_start(data: bytes, rid: int, flags: int = 0) -> SessionStart:
-    _need(data, _SESSION_START.size, "SESSION_START", rid)
-    _, _, _, _, frame_id, mode, quality, name_len, tp_len, credits = _SESSION_START.unpack_from(data)
-    name_end = _SESSION_START.size + name_len
+    need(data, SESSION_START_FIXED.size, "SESSION_START", rid)
+    _, _, _, _, frame_id, mode, quality, name_len, tp_len, credits = SESSION_START_FIXED.unpack_from(data)
+    name_end = SESSION_START_FIXED.size + name_len
     tp_end = name_end + tp_len
     codecs: tuple[VideoCodec, ...] = ()
     if flags & FLAG_VIDEO:
-        _need(data, tp_end + 1, "SESSION_START", rid)
+        need(data, tp_end + 1, "SESSION_START", rid)
         codecs = _decode_codecs(data[tp_end + 1 : tp_end + 1 + data[tp_end]], data[tp_end], rid)
         tp_end += 1 + len(codecs)
     _exact(data, tp_end, "SESSION_START", rid)
     return SessionStart(
         rid,
-        decode_model_name(data[_SESSION_START.size : name_end], rid),
+        decode_model_name(data[SESSION_START_FIXED.size : name_end], rid),
         check_frame_id(frame_id, rid, "start_frame_id"),
-        _decode_mode(mode, rid),
+        decode_mode(mode, rid),
         _decode_quality(quality, rid),
         credits,
         _decode_traceparent(data[name_end : name_end + tp_len], rid),
@@ -449,7 +304,7 @@ def _decode_session_audio(data: bytes, rid: int) -> SessionAudio:
 
 
 def _decode_session_control(data: bytes, rid: int) -> SessionControl:
-    _exact(data, _CONTROL.size, "SESSION_CONTROL", rid)
+    _exact(data, CONTROL_FIXED.size, "SESSION_CONTROL", rid)
     action = data[HEADER.size]
     try:
         return SessionControl(rid, SessionAction(action))
@@ -460,14 +315,14 @@ def _decode_session_control(data: bytes, rid: int) -> SessionControl:
 
 
 def _decode_credit(data: bytes, rid: int) -> Credit:
-    _exact(data, _CREDIT.size, "CREDIT", rid)
-    credits = _CREDIT.unpack_from(data)[4]
+    _exact(data, CREDIT_FIXED.size, "CREDIT", rid)
+    credits = CREDIT_FIXED.unpack_from(data)[4]
     if credits < 1:
         raise ProtocolError("a CREDIT grant must be at least 1", request_id=rid)
     return Credit(rid, credits)
 
 
-def _decode_mode(value: int, rid: int) -> OutputMode:
+def decode_mode(value: int, rid: int) -> OutputMode:
     try:
         return OutputMode.from_wire(value)
     except KeyError:
@@ -536,7 +391,7 @@ def encode_frame(
     :class:`Bounds` and :class:`Timings` (plain tuples do). A value out of its field's range raises
     struct.error: the caller passed something the server cannot have sent."""
     mode = output_mode.wire
-    fixed = _FRAME.pack(VERSION, FRAME, 0, request_id, frame_id, width, height, *bounds, *timings, mode)
+    fixed = FRAME_FIXED.pack(VERSION, FRAME, 0, request_id, frame_id, width, height, *bounds, *timings, mode)
     return fixed + image
 
 
@@ -556,7 +411,7 @@ def encode_session_frame(
     """SESSION_FRAME, one frame of session ``request_id``: as FRAME, after the sequence number and the
     frame's place in the session's audio; flag bit 0 marks the end of an utterance."""
     flags = FLAG_END_OF_UTTERANCE if end_of_utterance else 0
-    fixed = _SESSION_FRAME.pack(
+    fixed = SESSION_FRAME_FIXED.pack(
         VERSION, SESSION_FRAME, flags, request_id, sequence, audio_time_ms,
         frame_id, width, height, *bounds, *timings, output_mode.wire,
     )  # fmt: skip
@@ -571,7 +426,7 @@ def encode_video_config(
     text = codec_string.encode("ascii", "replace")
     if not 0 < len(text) <= MAX_CODEC_STRING_LENGTH:
         raise ValueError(f"a codec string is 1-{MAX_CODEC_STRING_LENGTH} ASCII characters")
-    fixed = _VIDEO_CONFIG.pack(VERSION, VIDEO_CONFIG, 0, request_id, codec, len(text), width, height)
+    fixed = VIDEO_CONFIG_FIXED.pack(VERSION, VIDEO_CONFIG, 0, request_id, codec, len(text), width, height)
     return fixed + text + description
 
 
@@ -587,7 +442,7 @@ def encode_video_chunk(
 ) -> bytes:
     """VIDEO_CHUNK, one encoded frame of video session ``request_id``, the encoder's bytes unchanged."""
     flags = (FLAG_KEY_FRAME if key_frame else 0) | (FLAG_CHUNK_END_OF_UTTERANCE if end_of_utterance else 0)
-    fixed = _VIDEO_CHUNK.pack(
+    fixed = VIDEO_CHUNK_FIXED.pack(
         VERSION, VIDEO_CHUNK, flags, request_id, sequence, audio_time_ms, frame_id, *bounds
     )
     return fixed + data
@@ -614,186 +469,15 @@ def _encode_status(kind: int, request_id: int, code: str, message: str) -> bytes
     if len(text) > MAX_ERROR_MESSAGE_BYTES:
         # Cut on a character boundary so the text stays valid UTF-8.
         text = text[:MAX_ERROR_MESSAGE_BYTES].decode("utf-8", "ignore").encode("utf-8")
-    return _STATUS.pack(VERSION, kind, 0, request_id, number) + text
-
-
-def encode_server(message: ServerMessage) -> bytes:
-    """A decoded server message written back as bytes (for tests and fuzzing; the proxy itself calls the
-    encoders above with plain values, without building these objects)."""
-    match message:
-        case FrameReply():
-            return encode_frame(
-                message.request_id,
-                message.frame_id,
-                message.output_mode,
-                message.bounds,
-                message.width,
-                message.height,
-                message.timings,
-                message.image,
-            )
-        case SessionFrame():
-            return encode_session_frame(
-                message.request_id,
-                message.sequence,
-                message.audio_time_ms,
-                message.end_of_utterance,
-                message.frame_id,
-                message.output_mode,
-                message.bounds,
-                message.width,
-                message.height,
-                message.timings,
-                message.image,
-            )
-        case ErrorReply():
-            return encode_error(message.request_id, message.code, message.message)
-        case SessionEnd():
-            return encode_session_end(message.request_id, message.code, message.message)
-        case VideoConfig():
-            return encode_video_config(
-                message.request_id,
-                message.codec,
-                message.codec_string,
-                message.width,
-                message.height,
-                message.description,
-            )
-        case VideoChunk():
-            return encode_video_chunk(
-                message.request_id,
-                message.sequence,
-                message.audio_time_ms,
-                message.key_frame,
-                message.end_of_utterance,
-                message.frame_id,
-                message.bounds,
-                message.data,
-            )
-
-
-def decode_server(data: bytes) -> ServerMessage:
-    """Parse one binary message from the proxy (for clients and tests); raise ProtocolError for
-    anything that is not a valid server message."""
-    kind, flags, request_id = _read_header(data)
-    decoder = _SERVER_DECODERS.get(kind)
-    if decoder is None:
-        raise ProtocolError(f"unknown server message type 0x{kind:02x}", request_id=request_id)
-    allowed = _SERVER_FLAGS.get(kind, 0)
-    if flags & ~allowed:
-        raise ProtocolError(f"unknown flags 0x{flags:04x}", request_id=request_id)
-    return decoder(data, flags, request_id)
-
-
-def _decode_frame(data: bytes, flags: int, rid: int) -> FrameReply:
-    _need(data, _FRAME.size + 1, "FRAME", rid)
-    fields = _FRAME.unpack_from(data)
-    return FrameReply(
-        rid,
-        fields[4],
-        _decode_mode(fields[18], rid),
-        fields[5],
-        fields[6],
-        Bounds(*fields[7:11]),
-        Timings(*fields[11:18]),
-        data[_FRAME.size :],
-    )
-
-
-def _decode_session_frame(data: bytes, flags: int, rid: int) -> SessionFrame:
-    _need(data, _SESSION_FRAME.size + 1, "SESSION_FRAME", rid)
-    fields = _SESSION_FRAME.unpack_from(data)
-    return SessionFrame(
-        rid,
-        fields[4],
-        fields[5],
-        bool(flags & FLAG_END_OF_UTTERANCE),
-        fields[6],
-        _decode_mode(fields[20], rid),
-        fields[7],
-        fields[8],
-        Bounds(*fields[9:13]),
-        Timings(*fields[13:20]),
-        data[_SESSION_FRAME.size :],
-    )
-
-
-def _decode_video_config(data: bytes, flags: int, rid: int) -> VideoConfig:
-    _need(data, _VIDEO_CONFIG.size, "VIDEO_CONFIG", rid)
-    _, _, _, _, codec, text_len, width, height = _VIDEO_CONFIG.unpack_from(data)
-    text_end = _VIDEO_CONFIG.size + text_len
-    _need(data, text_end, "VIDEO_CONFIG", rid)
-    try:
-        video_codec = VideoCodec(codec)
-    except ValueError:
-        raise ProtocolError(f"VIDEO_CONFIG codec {codec} is unknown", request_id=rid) from None
-    text = data[_VIDEO_CONFIG.size : text_end]
-    if not text or not text.isascii():
-        raise ProtocolError("VIDEO_CONFIG codec string must be 1-255 ASCII characters", request_id=rid)
-    return VideoConfig(rid, video_codec, text.decode("ascii"), width, height, data[text_end:])
-
-
-def _decode_video_chunk(data: bytes, flags: int, rid: int) -> VideoChunk:
-    _need(data, _VIDEO_CHUNK.size + 1, "VIDEO_CHUNK", rid)
-    fields = _VIDEO_CHUNK.unpack_from(data)
-    return VideoChunk(
-        rid,
-        fields[4],
-        fields[5],
-        bool(flags & FLAG_KEY_FRAME),
-        bool(flags & FLAG_CHUNK_END_OF_UTTERANCE),
-        fields[6],
-        Bounds(*fields[7:11]),
-        data[_VIDEO_CHUNK.size :],
-    )
-
-
-def _decode_error(data: bytes, flags: int, rid: int) -> ErrorReply:
-    code, message = _decode_status(data, "ERROR", rid)
-    if code == "OK":
-        raise ProtocolError("an ERROR cannot carry status OK", request_id=rid)
-    return ErrorReply(rid, code, message)
-
-
-def _decode_session_end(data: bytes, flags: int, rid: int) -> SessionEnd:
-    code, message = _decode_status(data, "SESSION_END", rid)
-    return SessionEnd(rid, code, message)
-
-
-def _decode_status(data: bytes, name: str, rid: int) -> tuple[str, str]:
-    _need(data, _STATUS.size, name, rid)
-    number = data[HEADER.size]
-    code = GRPC_STATUS_NAMES.get(number)
-    if code is None:
-        raise ProtocolError(f"{name} status {number} is not a gRPC status code", request_id=rid)
-    text = data[_STATUS.size :]
-    if len(text) > MAX_ERROR_MESSAGE_BYTES:
-        raise ProtocolError(f"{name} text is longer than {MAX_ERROR_MESSAGE_BYTES} bytes", request_id=rid)
-    try:
-        return code, text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolError(f"{name} text is not valid UTF-8", request_id=rid) from None
-
-
-_SERVER_DECODERS: dict[int, Callable[[bytes, int, int], ServerMessage]] = {
-    ERROR: _decode_error,
-    FRAME: _decode_frame,
-    SESSION_FRAME: _decode_session_frame,
-    SESSION_END: _decode_session_end,
-    VIDEO_CONFIG: _decode_video_config,
-    VIDEO_CHUNK: _decode_video_chunk,
-}
-_SERVER_FLAGS = {
-    SESSION_FRAME: FLAG_END_OF_UTTERANCE,
-    VIDEO_CHUNK: FLAG_KEY_FRAME | FLAG_CHUNK_END_OF_UTTERANCE,
-}
+    return STATUS_FIXED.pack(VERSION, kind, 0, request_id, number) + text
 
 
 # --- shared ----------------------------------------------------------------------------------------
 
 
-def _read_header(data: bytes) -> tuple[int, int, int]:
-    """The type, flags and request id of a message whose version byte is ours."""
+def read_header(data: bytes) -> tuple[int, int, int]:
+    """The type, flags and request id of a message whose version byte is ours; raise ProtocolError
+    for anything else."""
     if len(data) < HEADER.size:
         raise ProtocolError(
             f"a {SUBPROTOCOL} message starts with an {HEADER.size}-byte header; got {len(data)} bytes"
@@ -804,7 +488,7 @@ def _read_header(data: bytes) -> tuple[int, int, int]:
     return kind, flags, request_id
 
 
-def _need(data: bytes, size: int, name: str, rid: int) -> None:
+def need(data: bytes, size: int, name: str, rid: int) -> None:
     if len(data) < size:
         raise ProtocolError(f"{name} is truncated: {len(data)} bytes, needs {size}+", request_id=rid)
 
