@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 import uvloop
+from google.protobuf.message import DecodeError
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy.wire import WireError, decode_infer_response
 from loadtests.cli import add_plan_arguments, plan_from, report, watched_from
 from loadtests.driver import (
     BAD_REPLY,
@@ -64,13 +64,12 @@ class Requests:
 def reply_size(response: bytes) -> int:
     """The image size of a serialized `InferResponse`; raises RequestError for an item error."""
     try:
-        reply = decode_infer_response(response)
-    except WireError as error:
+        reply = lipsync_pb2.InferResponse.FromString(response)
+    except DecodeError as error:
         raise RequestError(BAD_REPLY, str(error)) from None
-    if reply.error is not None:
-        number, message = reply.error
-        code = next((c.name for c in grpc.StatusCode if c.value[0] == number), "UNKNOWN")
-        raise RequestError(code, message)
+    if reply.HasField("error"):
+        code = next((c.name for c in grpc.StatusCode if c.value[0] == reply.error.code), "UNKNOWN")
+        raise RequestError(code, reply.error.message)
     if reply.image:
         return len(reply.image)
     raise RequestError(BAD_REPLY, "a response with neither an image nor an error")

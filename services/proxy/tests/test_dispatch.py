@@ -17,13 +17,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Span, SpanKind
 
 from lipsync_common.waiting import TIME_UNIT, eventually
+from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.dispatch import FrameDispatcher
 from lipsync_proxy.errors import BackendError
 from lipsync_proxy.http2 import USER_AGENT, CallError, Http2Connection
 from lipsync_proxy.targets import Address, Source
-from lipsync_proxy.wire import INFER_METHOD, decode_infer_response, encode_infer_request
+from lipsync_proxy.wire import INFER_METHOD, encode_infer_request
 
 from .doubles import DoubleConfig, RunningDouble, frame_id_of, start_double
 
@@ -80,9 +81,8 @@ def request(frame_id: int, model: str = "demo") -> bytes:
 async def frames_of(dispatcher: FrameDispatcher, frame_ids: list[int]) -> list[int]:
     """The frame ids the double rendered for requests submitted together."""
     replies = await asyncio.gather(*(dispatcher.submit(request(f)) for f in frame_ids))
-    decoded = [decode_infer_response(reply) for reply in replies]
-    assert all(d.error is None for d in decoded), decoded
-    return [frame_id_of(bytes(d.image)) for d in decoded]
+    assert not any(reply.HasField("error") for reply in replies), replies
+    return [frame_id_of(reply.image) for reply in replies]
 
 
 async def test_a_lone_frame_leaves_at_once_as_a_unary_call_on_the_own_connection(
@@ -134,16 +134,16 @@ async def test_a_bad_frame_gets_its_own_error_as_from_its_own_unary_call_and_the
         *(dispatcher.submit(request(f, m)) for f, m in frames), return_exceptions=True
     )
     for (frame_id, model), reply in zip(frames, replies, strict=True):
-        assert isinstance(reply, bytes | BackendError)
+        assert isinstance(reply, lipsync_pb2.InferResponse | BackendError)
         if (frame_id, model) == (1, "demo"):
-            assert isinstance(reply, bytes)
-            assert frame_id_of(bytes(decode_infer_response(reply).image)) == 1
+            assert isinstance(reply, lipsync_pb2.InferResponse)
+            assert frame_id_of(reply.image) == 1
             continue
         # Alone, the call fails; in a batch, its item is the frame's error.
         error = reply if isinstance(reply, BackendError) else None
         if error is None:
             with pytest.raises(BackendError) as failed:
-                BackendClient.decode(reply)  # type: ignore[arg-type]
+                BackendClient.check(reply)  # type: ignore[arg-type]
             error = failed.value
         assert (error.code, error.message) == await unary_error(double, frame_id, model)
     await dispatcher.close()

@@ -27,7 +27,6 @@ from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.dispatch import FrameDispatcher, Metadata, traceparent, untraced
 from lipsync_proxy.errors import BackendError, failure, rpc_error, status_of_number
 from lipsync_proxy.metrics import Metrics
-from lipsync_proxy.wire import InferReply, WireError, decode_infer_response
 
 if TYPE_CHECKING:
     # Only in the generated stubs: the type of a stub on a grpc.aio channel.
@@ -57,32 +56,26 @@ class BackendClient:
 
     def submit(
         self, request: bytes, span: Span | None = None, traceparent: str | None = None
-    ) -> asyncio.Future[bytes]:
-        """The future of the serialized `InferResponse` of one serialized `InferRequest`
-        (`FrameDispatcher.submit`; `decode` it). Cancelling the future gives the frame up."""
+    ) -> asyncio.Future[lipsync_pb2.InferResponse]:
+        """The future of the `InferResponse` of one serialized `InferRequest` (`FrameDispatcher.submit`;
+        `check` it). Cancelling the future gives the frame up."""
         return self._dispatcher.submit(request, span, traceparent)
 
-    async def infer(self, request: bytes, traceparent: str | None = None) -> InferReply:
+    async def infer(self, request: bytes, traceparent: str | None = None) -> lipsync_pb2.InferResponse:
         """The reply to one serialized `InferRequest`, made for the current request's span; raises
         BackendError, the frame's own error too."""
         span = trace.get_current_span() if self._tracer is not None else None
         recorded = span if span is not None and span.is_recording() else None
-        return self.decode(await self.submit(request, recorded, traceparent))
+        return self.check(await self.submit(request, recorded, traceparent))
 
     @staticmethod
-    def decode(reply: bytes) -> InferReply:
-        """The fields of a frame's serialized `InferResponse`; raises BackendError when it is
-        malformed, has no image, or is the frame's own error."""
-        try:
-            decoded = decode_infer_response(reply)
-        except WireError as exc:
-            raise BackendError(grpc.StatusCode.INTERNAL, f"malformed InferResponse: {exc}") from None
-        if decoded.error is not None:
-            code, message = decoded.error
-            raise failure(status_of_number(code), message)
-        if not decoded.image:
+    def check(reply: lipsync_pb2.InferResponse) -> lipsync_pb2.InferResponse:
+        """A frame's reply, unless it is the frame's own error or has no image (BackendError)."""
+        if reply.HasField("error"):
+            raise failure(status_of_number(reply.error.code), reply.error.message)
+        if not reply.image:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
-        return decoded
+        return reply
 
     def metadata(self, passed_on: str | None = None) -> Metadata | None:
         """The trace context of a call made now (see the module's docstring); `passed_on`, a client's

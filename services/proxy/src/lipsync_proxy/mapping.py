@@ -129,14 +129,14 @@ class FrameCall:
         state: ProxyState,
         request: v1.V1Request,
         started: float,
-        future: asyncio.Future[bytes],
+        future: asyncio.Future[lipsync_pb2.InferResponse],
         span: Span | None,
     ) -> None:
         self.state = state
         self.request = request
         self.started = started
         self.called = time.perf_counter()
-        #: The serialized `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
+        #: The frame's `InferResponse`; cancelling it gives the frame up (`BackendClient.submit`).
         self.future = future
         #: The request's span while tracing is on (recorded or not); it ends with the reply.
         self.span = span
@@ -155,7 +155,7 @@ class FrameCall:
 
     def _reply(self) -> tuple[Reply, str]:
         try:
-            reply = self.state.backend.decode(self.future.result())
+            reply = self.state.backend.check(self.future.result())
         except ProxyError as exc:
             return _v1_failed(self.state, self.request, self.started, exc), exc.code
         return _v1_answered(self.state, self.request, self.started, self.called, reply), OK
@@ -228,7 +228,11 @@ def _v1_failed(state: ProxyState, request: v1.V1Request, started: float, error: 
 
 
 def _v1_answered(
-    state: ProxyState, request: v1.V1Request, started: float, called: float, reply: wire.InferReply
+    state: ProxyState,
+    request: v1.V1Request,
+    started: float,
+    called: float,
+    reply: lipsync_pb2.InferResponse,
 ) -> Reply:
     """The full frame's JPEG as it came (README layout), or the crop reply (code layout)."""
     done = time.perf_counter()
@@ -238,7 +242,7 @@ def _v1_answered(
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
     if isinstance(request, v1.FrameRequest):
         return image
-    bounds = tuple(float(v) for v in reply.bounds()) if reply.has_bounds else ()
+    bounds = tuple(float(v) for v in bounds_of(reply)) if reply.HasField("bounds") else ()
     return v1.encode_crop_reply(reply.frame_id, (done - started) * 1000.0, image, bounds)
 
 
@@ -450,8 +454,8 @@ async def _inference(state: ProxyState, request: json_messages.InferenceRequest,
         request.model_name,
         (done - started) * 1000.0,
         reply.image if request.include_image else None,
-        Bounds(*reply.bounds()) if reply.has_bounds else None,
-        Timings(*reply.timings()) if reply.has_timings else None,
+        Bounds(*bounds_of(reply)) if reply.HasField("bounds") else None,
+        Timings(*timings_of(reply)) if reply.HasField("timings") else None,
         output_mode(reply.output_mode, request.output_mode),
         len(reply.image),
     )
@@ -502,10 +506,10 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
             request.request_id,
             reply.frame_id,
             output_mode(reply.output_mode, request.output_mode),
-            reply.bounds(),
+            bounds_of(reply),
             reply.width,
             reply.height,
-            reply.timings(),
+            timings_of(reply),
             reply.image,
         )
     except struct.error as exc:
