@@ -428,31 +428,39 @@ def timings_of(reply: lipsync_pb2.InferResponse) -> tuple[float, float, float, f
     )
 
 
-async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> Reply:
+async def _infer(
+    state: ProxyState, kind: str, request: lipsync_pb2.InferRequest, traceparent: str | None, started: float
+) -> lipsync_pb2.InferResponse | ProxyError:
+    """A JSON or v2 frame's reply from a backend, or the error that came instead, counted and logged."""
     try:
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        message = lipsync_pb2.InferRequest(
-            model_name=request.model_name,
-            frame_id=request.frame_id,
-            output_mode=proto_mode(request.output_mode),
-        ).SerializeToString()
-        reply = await state.backend.infer(message, request.traceparent)
+        reply = await state.backend.infer(request.SerializeToString(), traceparent)
     except ProxyError as exc:
-        _failed(state, "inference", exc, started, request.model_name, request.frame_id)
-        return json_messages.inference_error(
-            request.id, request.model_name, request.frame_id, exc.code, exc.message
-        )
+        _failed(state, kind, exc, started, request.model_name, request.frame_id)
+        return exc
     done = time.perf_counter()
-    _count(state, "inference", OK, started)
+    _count(state, kind, OK, started)
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(reply.image))
+    return reply
+
+
+async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> Reply:
+    message = lipsync_pb2.InferRequest(
+        model_name=request.model_name, frame_id=request.frame_id, output_mode=proto_mode(request.output_mode)
+    )
+    reply = await _infer(state, "inference", message, request.traceparent, started)
+    if isinstance(reply, ProxyError):
+        return json_messages.inference_error(
+            request.id, request.model_name, request.frame_id, reply.code, reply.message
+        )
     return json_messages.inference_reply(
         request.id,
         reply.frame_id,
         request.model_name,
-        (done - started) * 1000.0,
+        (time.perf_counter() - started) * 1000.0,
         reply.image if request.include_image else None,
         Bounds(*bounds_of(reply)) if reply.HasField("bounds") else None,
         Timings(*timings_of(reply)) if reply.HasField("timings") else None,
@@ -488,19 +496,9 @@ async def v2_infer(state: ProxyState, request: v2.InferRequest, started: float) 
 
 
 async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float) -> bytes:
-    try:
-        if state.overloaded:
-            raise overloaded_error(state)
-        called = time.perf_counter()
-        message = infer_request(request).SerializeToString()
-        reply = await state.backend.infer(message, request.traceparent)
-    except ProxyError as exc:
-        _failed(state, V2_INFER, exc, started, request.model_name, request.frame_id)
-        return v2.encode_error(request.request_id, exc.code, exc.message)
-    done = time.perf_counter()
-    _count(state, V2_INFER, OK, started)
-    if state.log_frames:
-        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(reply.image))
+    reply = await _infer(state, V2_INFER, infer_request(request), request.traceparent, started)
+    if isinstance(reply, ProxyError):
+        return v2.encode_error(request.request_id, reply.code, reply.message)
     try:
         return v2.encode_frame(
             request.request_id,
