@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import grpc
 from opentelemetry import trace
@@ -33,6 +33,13 @@ if TYPE_CHECKING:
     from lipsync_protos.lipsync.v1.lipsync_pb2_grpc import LipSyncAsyncStub
 
 Reply = TypeVar("Reply")
+
+
+class Frame(NamedTuple):
+    """A frame's reply, and its image read out of it once: every read of a bytes field is a copy."""
+
+    reply: lipsync_pb2.InferResponse
+    image: bytes
 
 
 class BackendClient:
@@ -61,7 +68,7 @@ class BackendClient:
         `check` it). Cancelling the future gives the frame up."""
         return self._dispatcher.submit(request, span, traceparent)
 
-    async def infer(self, request: bytes, traceparent: str | None = None) -> lipsync_pb2.InferResponse:
+    async def infer(self, request: bytes, traceparent: str | None = None) -> Frame:
         """The reply to one serialized `InferRequest`, made for the current request's span; raises
         BackendError, the frame's own error too."""
         span = trace.get_current_span() if self._tracer is not None else None
@@ -69,13 +76,15 @@ class BackendClient:
         return self.check(await self.submit(request, recorded, traceparent))
 
     @staticmethod
-    def check(reply: lipsync_pb2.InferResponse) -> lipsync_pb2.InferResponse:
-        """A frame's reply, unless it is the frame's own error or has no image (BackendError)."""
+    def check(reply: lipsync_pb2.InferResponse) -> Frame:
+        """A frame's reply with its image, unless it is the frame's own error or has no image
+        (BackendError)."""
         if reply.HasField("error"):
             raise failure(status_of_number(reply.error.code), reply.error.message)
-        if not reply.image:
+        image = reply.image
+        if not image:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
-        return reply
+        return Frame(reply, image)
 
     def metadata(self, passed_on: str | None = None) -> Metadata | None:
         """The trace context of a call made now (see the module's docstring); `passed_on`, a client's

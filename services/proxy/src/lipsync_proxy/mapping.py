@@ -28,6 +28,7 @@ from opentelemetry.util.types import AttributeValue
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy import spans, wire
+from lipsync_proxy.backend import Frame
 from lipsync_proxy.errors import OverloadedError, ProxyError
 from lipsync_proxy.metrics import V1_FRAME
 from lipsync_proxy.protocol import json_messages, v1, v2
@@ -155,10 +156,10 @@ class FrameCall:
 
     def _reply(self) -> tuple[Reply, str]:
         try:
-            reply = self.state.backend.check(self.future.result())
+            frame = self.state.backend.check(self.future.result())
         except ProxyError as exc:
             return _v1_failed(self.state, self.request, self.started, exc), exc.code
-        return _v1_answered(self.state, self.request, self.started, self.called, reply), OK
+        return _v1_answered(self.state, self.request, self.started, self.called, frame), OK
 
     def give_up(self) -> None:
         """The frame was given up (its client went away); its span, if not ended yet, ends CANCELLED."""
@@ -228,16 +229,12 @@ def _v1_failed(state: ProxyState, request: v1.V1Request, started: float, error: 
 
 
 def _v1_answered(
-    state: ProxyState,
-    request: v1.V1Request,
-    started: float,
-    called: float,
-    reply: lipsync_pb2.InferResponse,
+    state: ProxyState, request: v1.V1Request, started: float, called: float, frame: Frame
 ) -> Reply:
     """The full frame's JPEG as it came (README layout), or the crop reply (code layout)."""
     done = time.perf_counter()
     state.metrics.count_request(V1_FRAME, OK, done - started)
-    image = reply.image
+    reply, image = frame
     if state.log_frames:
         _log_frame(request.model_name, request.frame_id, done - called, done - started, len(image))
     if isinstance(request, v1.FrameRequest):
@@ -430,42 +427,43 @@ def timings_of(reply: lipsync_pb2.InferResponse) -> tuple[float, float, float, f
 
 async def _infer(
     state: ProxyState, kind: str, request: lipsync_pb2.InferRequest, traceparent: str | None, started: float
-) -> lipsync_pb2.InferResponse | ProxyError:
+) -> Frame | ProxyError:
     """A JSON or v2 frame's reply from a backend, or the error that came instead, counted and logged."""
     try:
         if state.overloaded:
             raise overloaded_error(state)
         called = time.perf_counter()
-        reply = await state.backend.infer(request.SerializeToString(), traceparent)
+        frame = await state.backend.infer(request.SerializeToString(), traceparent)
     except ProxyError as exc:
         _failed(state, kind, exc, started, request.model_name, request.frame_id)
         return exc
     done = time.perf_counter()
     _count(state, kind, OK, started)
     if state.log_frames:
-        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(reply.image))
-    return reply
+        _log_frame(request.model_name, request.frame_id, done - called, done - started, len(frame.image))
+    return frame
 
 
 async def _inference(state: ProxyState, request: json_messages.InferenceRequest, started: float) -> Reply:
     message = lipsync_pb2.InferRequest(
         model_name=request.model_name, frame_id=request.frame_id, output_mode=proto_mode(request.output_mode)
     )
-    reply = await _infer(state, "inference", message, request.traceparent, started)
-    if isinstance(reply, ProxyError):
+    frame = await _infer(state, "inference", message, request.traceparent, started)
+    if isinstance(frame, ProxyError):
         return json_messages.inference_error(
-            request.id, request.model_name, request.frame_id, reply.code, reply.message
+            request.id, request.model_name, request.frame_id, frame.code, frame.message
         )
+    reply, image = frame
     return json_messages.inference_reply(
         request.id,
         reply.frame_id,
         request.model_name,
         (time.perf_counter() - started) * 1000.0,
-        reply.image if request.include_image else None,
+        image if request.include_image else None,
         Bounds(*bounds_of(reply)) if reply.HasField("bounds") else None,
         Timings(*timings_of(reply)) if reply.HasField("timings") else None,
         output_mode(reply.output_mode, request.output_mode),
-        len(reply.image),
+        len(image),
     )
 
 
@@ -496,9 +494,10 @@ async def v2_infer(state: ProxyState, request: v2.InferRequest, started: float) 
 
 
 async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float) -> bytes:
-    reply = await _infer(state, V2_INFER, infer_request(request), request.traceparent, started)
-    if isinstance(reply, ProxyError):
-        return v2.encode_error(request.request_id, reply.code, reply.message)
+    frame = await _infer(state, V2_INFER, infer_request(request), request.traceparent, started)
+    if isinstance(frame, ProxyError):
+        return v2.encode_error(request.request_id, frame.code, frame.message)
+    reply, image = frame
     try:
         return v2.encode_frame(
             request.request_id,
@@ -508,7 +507,7 @@ async def _v2_infer(state: ProxyState, request: v2.InferRequest, started: float)
             reply.width,
             reply.height,
             timings_of(reply),
-            reply.image,
+            image,
         )
     except struct.error as exc:
         logger.error("cannot encode the backend's frame for request %d: %s", request.request_id, exc)
