@@ -6,7 +6,7 @@ default and help. Its flag is `--<field>` (less a `_s` suffix, `_` as `-`) and i
 `GRPC_ADDR`, `STATIC_DIR`); the seed Go proxy's real backend flags (`-grpc-addrs`,
 `-start-port`/`-num-servers`) set `grpc_addr` too. A flag beats the environment, and every invalid setting
 is reported at once in one message. Tracing has no flags: the standard `OTEL_*` variables configure it
-(`lipsync_proxy.telemetry`), and their problems are reported in the same message.
+(`lipsync_common.tracing`), and their problems are reported in the same message.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 
 from lipsync_common.tracing import TracingConfig
 from lipsync_proxy.targets import TargetError, parse_grpc_addr
-from lipsync_proxy.telemetry import tracing_settings
 
 DEFAULT_START_PORT = 50051
 #: The most backends `-num-servers` may generate.
@@ -286,7 +285,8 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
     for name in ("log_level", "log_format"):  # in any case
         if name in values:
             values[name] = values[name].lower()
-    settings = Settings(**values, tracing=tracing_settings(env, problems))
+    settings = Settings(**values, tracing=TracingConfig.from_environ(env))
+    problems += settings.tracing.problems
     problems += settings.problems()
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
