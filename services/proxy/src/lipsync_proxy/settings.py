@@ -153,6 +153,10 @@ def _flag(name: str) -> str:
     return "--" + name.removesuffix("_s").replace("_", "-")
 
 
+def _variable(option: Field[Any]) -> str:
+    return option.metadata["env"] or "PROXY_" + _flag(option.name)[2:].upper().replace("-", "_")
+
+
 def _options() -> list[Field[Any]]:
     """The fields of `Settings` that have a flag (all but tracing)."""
     return [option for option in fields(Settings) if "help" in option.metadata]
@@ -173,7 +177,7 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
             parser.add_argument(*names, dest=option.name, action="store_const", const="1", help=help_text)
         else:
             parser.add_argument(
-                *names, dest=option.name, metavar=flag[2:].upper().replace("-", "_"), help=help_text
+                *names, dest=option.name, metavar=_variable(option).removeprefix("PROXY_"), help=help_text
             )
     # The seed Go proxy's real flags, as its run scripts used them: they set the same backends.
     add = parser.add_argument
@@ -266,8 +270,7 @@ def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = 
     problems: list[str] = []
     values: dict[str, Any] = {}
     for option in _options():
-        flag = _flag(option.name)
-        variable = option.metadata["env"] or "PROXY_" + flag[2:].upper().replace("-", "_")
+        flag, variable = _flag(option.name), _variable(option)
         if flags[option.name] is not None:
             source, text = flag, flags[option.name]
         elif env.get(variable, "").strip():
