@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from lipsync_common.logs import JsonFormatter
-from lipsync_proxy import logs
+from lipsync_proxy.cli import configure_logging
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def saved_logging() -> Iterator[logging.Logger]:
 
 
 def test_the_proxy_writes_the_shared_json_lines(saved_logging: logging.Logger) -> None:
-    logs.configure("info", "json")
+    configure_logging("info", "json")
     (handler,) = saved_logging.handlers
     assert isinstance(handler.formatter, JsonFormatter)
     assert saved_logging.level == logging.INFO
@@ -31,5 +31,5 @@ def test_the_proxy_writes_the_shared_json_lines(saved_logging: logging.Logger) -
 def test_websockets_logs_warnings_at_the_most_whatever_the_level(
     saved_logging: logging.Logger, level: str, websockets_level: str
 ) -> None:
-    logs.configure(level, "text")
+    configure_logging(level, "text")
     assert logging.getLevelName(logging.getLogger("websockets").level) == websockets_level

@@ -73,15 +73,6 @@ def test_a_loop_histogram_reads_as_prometheus_clients_own_histogram() -> None:
     assert generate_latest(ours).decode().splitlines() == exposed
 
 
-def test_a_loop_histogram_times_a_block() -> None:
-    registry = CollectorRegistry()
-    histogram = LoopHistogram("calls", "Calls", ["method"], (60,), registry)
-    with histogram.time(("Ping",)):
-        pass
-    assert registry.get_sample_value("calls_count", {"method": "Ping"}) == 1
-    assert registry.get_sample_value("calls_bucket", {"method": "Ping", "le": "60.0"}) == 1
-
-
 def test_a_request_counts_once_with_its_latency_and_frame_calls_count_their_frames() -> None:
     metrics = Metrics()
     metrics.count_request("v1_frame", "OK", 0.012)

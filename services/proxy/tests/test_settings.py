@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from lipsync_proxy.settings import Settings, SettingsError, checkout_static_dir, settings_from_args
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: The README's settings table: each flag's double-dash spelling and its environment variable.
+DOCUMENTED = re.findall(r"^\| (?:`-[\w-]+`, )?`(--[\w-]+)` \| `(\w+)` \|", README.read_text(), re.MULTILINE)
 
 
 def test_the_defaults_are_the_seeds() -> None:
@@ -52,6 +57,26 @@ def test_the_environment_is_read_and_a_flag_beats_it(tmp_path: Path) -> None:
     assert settings.log_format == "json"
     flagged = settings_from_args(["-ws-port", "7100", "--max-inflight", "16", "--timeout", "1"], environ=env)
     assert (flagged.ws_port, flagged.max_inflight, flagged.timeout_s) == (7100, 16, 1.0)
+
+
+def outcome(argv: list[str], environ: dict[str, str]) -> Settings | str:
+    try:
+        return settings_from_args(argv, environ)
+    except SettingsError:
+        return "invalid"
+
+
+@pytest.mark.parametrize(("flag", "variable"), DOCUMENTED)
+def test_each_variable_the_readme_names_sets_what_its_flag_sets(flag: str, variable: str) -> None:
+    argv = [flag] if flag == "--quiet-frames" else [flag, "some-value"]
+    value = "1" if flag == "--quiet-frames" else "some-value"
+    assert outcome([], {variable: value}) == outcome(argv, {})
+    assert outcome([], {variable: value}) != outcome([], {})
+
+
+def test_a_value_the_environment_gives_is_reported_under_its_variable() -> None:
+    with pytest.raises(SettingsError, match="PROXY_SESSION_TIMEOUT 'soon': not a number"):
+        settings_from_args([], environ={"PROXY_SESSION_TIMEOUT": "soon"})
 
 
 def test_quiet_frames_is_a_switch() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lipsync_proxy.static_files import content_type, resolve
+from lipsync_proxy.static_files import content_type, read, resolve
 
 
 @pytest.fixture
@@ -77,3 +77,8 @@ def test_the_seeds_client_url_serves_its_own_file_when_there_is_one(root: Path) 
 )
 def test_content_types_follow_the_extension(name: str, expected: str) -> None:
     assert content_type(Path(name)) == expected
+
+
+def test_a_file_is_read_with_its_content_type_and_a_path_that_names_none_reads_nothing(root: Path) -> None:
+    assert read(root, "/js/client.js") == (b"js", "text/javascript; charset=utf-8")
+    assert read(root, "/missing") is None

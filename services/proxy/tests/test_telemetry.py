@@ -8,8 +8,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import TracerProvider
 
 from lipsync_common.tracing import TracingConfig
+from lipsync_proxy.cli import tracer_provider
 from lipsync_proxy.settings import SettingsError, settings_from_args
-from lipsync_proxy.telemetry import tracer_provider
 
 ENDPOINT = "http://collector:4317"
 

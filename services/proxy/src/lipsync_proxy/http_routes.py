@@ -14,6 +14,7 @@ import http
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
 JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 def response(
@@ -57,33 +59,24 @@ def response(
 
 
 def json_response(status: http.HTTPStatus, payload: object) -> Response:
-    """A JSON response."""
     return response(status, json.dumps(payload).encode(), JSON_TYPE)
 
 
-def not_found() -> Response:
-    """404 with a short plain text body."""
-    return response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+def text_response(status: http.HTTPStatus, text: str) -> Response:
+    """A line of plain text."""
+    return response(status, f"{text}\n".encode(), TEXT_TYPE)
 
 
+@dataclass
 class HttpRoutes:
     """The `process_request` hook of the proxy's server."""
 
-    def __init__(
-        self,
-        static_dir: Path | None,
-        allowed_origins: tuple[str, ...],
-        monitor: BackendMonitor,
-        metrics: Metrics,
-        draining: Callable[[], bool],
-        base_videos: BaseVideos | None = None,
-    ) -> None:
-        self._static_dir = static_dir
-        self._base_videos = base_videos
-        self._allowed_origins = allowed_origins
-        self._monitor = monitor
-        self._metrics = metrics
-        self._draining = draining
+    static_dir: Path | None
+    allowed_origins: tuple[str, ...]
+    monitor: BackendMonitor
+    metrics: Metrics
+    draining: Callable[[], bool]
+    base_videos: BaseVideos | None = None
 
     async def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -94,36 +87,34 @@ class HttpRoutes:
         if path == "/healthz":
             return json_response(http.HTTPStatus.OK, {"status": "alive"})
         if path == "/readyz":
-            ready = self._monitor.serving and not self._draining()
+            ready = self.monitor.serving and not self.draining()
             status = http.HTTPStatus.OK if ready else http.HTTPStatus.SERVICE_UNAVAILABLE
             return json_response(status, {"ready": ready})
         if path == "/metrics":
-            return response(http.HTTPStatus.OK, self._metrics.exposition(), METRICS_CONTENT_TYPE)
-        if self._base_videos is not None and is_base_video_path(path):
+            return response(http.HTTPStatus.OK, self.metrics.exposition(), METRICS_CONTENT_TYPE)
+        if self.base_videos is not None and is_base_video_path(path):
             query = request.path.partition("?")[2]
-            answer = await self._base_videos.answer(path, query, request.headers.get("If-None-Match"))
+            answer = await self.base_videos.answer(path, query, request.headers.get("If-None-Match"))
             return response(answer.status, answer.body, answer.content_type, answer.cache, answer.headers)
         return await self._static(path)
 
     def _websocket(self, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
-        if not origin_allowed(origin, request.headers.get("Host"), self._allowed_origins):
+        if not origin_allowed(origin, request.headers.get("Host"), self.allowed_origins):
             logger.warning("refused a WebSocket from origin %r", origin)
-            return response(http.HTTPStatus.FORBIDDEN, b"origin not allowed\n", "text/plain; charset=utf-8")
-        if self._draining():
-            return response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE, b"shutting down\n", "text/plain; charset=utf-8"
-            )
+            return text_response(http.HTTPStatus.FORBIDDEN, "origin not allowed")
+        if self.draining():
+            return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "shutting down")
         return None
 
     def _health(self) -> Response:
-        healthy = self._monitor.serving and not self._draining()
+        healthy = self.monitor.serving and not self.draining()
         backends = self._backends()
         payload = {
             "status": SERVING if healthy else NOT_SERVING,
             "healthy": healthy,
-            "loaded_models": self._monitor.loaded_models,
-            "uptime": round(self._monitor.uptime_s, 2),
+            "loaded_models": self.monitor.loaded_models,
+            "uptime": round(self.monitor.uptime_s, 2),
             "backends": backends,
             # The seed Go proxy's keys, which monitors written against it read.
             "healthy_count": sum(1 for backend in backends if backend["healthy"]),
@@ -143,19 +134,14 @@ class HttpRoutes:
                 "address": str(backend["name"]).split(" (", 1)[0],
                 "healthy": backend["status"] == SERVING,
             }
-            for backend in self._monitor.snapshot()
+            for backend in self.monitor.snapshot()
         ]
 
     async def _static(self, path: str) -> Response:
-        if self._static_dir is None:
-            return not_found()
-        static_dir = self._static_dir
-        # File system calls leave the event loop: a slow disk must not stall the frames of others.
-        found = await asyncio.to_thread(static_files.resolve, static_dir, path)
-        if found is None:
-            return not_found()
-        try:
-            body = await asyncio.to_thread(found.read_bytes)
-        except OSError:
-            return not_found()
-        return response(http.HTTPStatus.OK, body, static_files.content_type(found), cache="no-cache")
+        if self.static_dir is not None:
+            # File system calls leave the event loop: a slow disk must not stall the frames of others.
+            found = await asyncio.to_thread(static_files.read, self.static_dir, path)
+            if found is not None:
+                body, content_type = found
+                return response(http.HTTPStatus.OK, body, content_type, cache="no-cache")
+        return text_response(http.HTTPStatus.NOT_FOUND, "not found")

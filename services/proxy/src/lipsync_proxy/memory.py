@@ -4,11 +4,10 @@ Every frame passes through a few large buffers (grpc's copy of a reply, up to `-
 98 KB; each frame's copy). glibc's defaults hand such buffers back to the kernel as soon as they are
 free (a dynamic mmap threshold, and trimming the top of the heap past 128 KiB), so the next ones are
 fresh pages: page faults and zeroing on every batch. `keep_freed_memory` makes glibc keep them
-(`mallopt`): 20 % less proxy CPU per frame at 64 connections (docs/performance.md). The price, memory
-kept after a burst, is paid back by `trim_when_idle`: once requests have come and then none for a
-whole `TRIM_INTERVAL_S`, `malloc_trim(0)` returns the free pages (1,000 connections that had one frame
-each held 31 KiB each without it, about 20 with it). Where the C library is not glibc (musl, macOS)
-neither does anything.
+(`mallopt`; docs/performance.md measures the saving). The price, memory kept after a burst, is paid
+back by `trim_when_idle`: once requests have come and then none for a whole `TRIM_INTERVAL_S`,
+`malloc_trim(0)` returns the free pages. Where the C library is not glibc (musl, macOS) neither does
+anything.
 """
 
 from __future__ import annotations

@@ -13,16 +13,15 @@ from urllib.parse import urlsplit
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def _host_of(netloc: str) -> str:
-    """The host name of `host[:port]` (IPv6 literals without brackets), lower-cased."""
+def _hostname(url: str) -> str:
+    """The host name of `url`, lower-case, an IPv6 literal without brackets; "" when it has none."""
     try:
-        host = urlsplit(f"//{netloc}").hostname
+        return urlsplit(url).hostname or ""
     except ValueError:
         return ""
-    return (host or "").lower()
 
 
-def normalize(origin: str) -> str:
+def _normalize(origin: str) -> str:
     """An origin as browsers send it: lower-case scheme and host, no trailing slash."""
     return origin.strip().rstrip("/").lower()
 
@@ -32,13 +31,9 @@ def origin_allowed(origin: str | None, host_header: str | None, allowed: Sequenc
     if origin is None:
         return True
     if allowed:
-        return "*" in allowed or normalize(origin) in {normalize(a) for a in allowed}
-    try:
-        parts = urlsplit(origin.strip())
-        origin_host = (parts.hostname or "").lower()
-    except ValueError:
+        return "*" in allowed or _normalize(origin) in {_normalize(entry) for entry in allowed}
+    host = _hostname(origin.strip())
+    # "null" (file:// pages, sandboxed frames) and anything unparsable have no host.
+    if not host or not _normalize(origin).startswith(("http://", "https://")):
         return False
-    if parts.scheme not in ("http", "https") or not origin_host:
-        # "null" (file:// pages, sandboxed frames) and anything unparsable.
-        return False
-    return origin_host in LOCAL_HOSTS or origin_host == _host_of(host_header or "")
+    return host in LOCAL_HOSTS or host == _hostname(f"//{host_header or ''}")

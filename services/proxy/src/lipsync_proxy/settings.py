@@ -1,10 +1,12 @@
 """The proxy's one settings object, built from flags and the environment and validated at start.
 
-The seed's names are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`, `GRPC_ADDR`, `STATIC_DIR`), and the seed
-Go proxy's real backend flags (`-grpc-addrs`, `-start-port`/`-num-servers`) set `grpc_addr` too; every
-other setting reads `PROXY_<FLAG>`. A flag beats the environment, and every invalid setting is reported at
-once in one message. Tracing has no flags: the standard `OTEL_*` variables configure it
-(`lipsync_proxy.telemetry`), and their problems are reported in the same message.
+Each field of `Settings` is one setting: its type says how its text is read, `setting(...)` gives its
+default and help. Its flag is `--<field>` (less a `_s` suffix, `_` as `-`) and its variable
+`PROXY_<FLAG>`, except for the seed's names, which are kept (`-ws-port`, `-grpc-addr`, `WS_PORT`,
+`GRPC_ADDR`, `STATIC_DIR`); the seed Go proxy's real backend flags (`-grpc-addrs`,
+`-start-port`/`-num-servers`) set `grpc_addr` too. A flag beats the environment, and every invalid setting
+is reported at once in one message. Tracing has no flags: the standard `OTEL_*` variables configure it
+(`lipsync_common.tracing`), and their problems are reported in the same message.
 """
 
 from __future__ import annotations
@@ -12,21 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from lipsync_common.tracing import TracingConfig
 from lipsync_proxy.targets import TargetError, parse_grpc_addr
-from lipsync_proxy.telemetry import tracing_settings
 
-DEFAULT_WS_PORT = 8086
-DEFAULT_GRPC_ADDR = "localhost:50051"
 DEFAULT_START_PORT = 50051
 #: The most backends `-num-servers` may generate.
 MAX_NUM_SERVERS = 256
 LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("text", "json")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
@@ -41,122 +41,152 @@ class SettingsError(ValueError):
     """One or more settings are invalid; the message names every problem."""
 
 
+def setting(
+    default: object,
+    help_text: str,
+    *,
+    env: str | None = None,
+    seed_name: bool = False,
+    factory: Callable[[], object] | None = None,
+) -> Any:
+    """A field of `Settings` with its flag's help, to which a default that is a number or a string is
+    added. `env`: its variable, when not `PROXY_<FLAG>`; `seed_name`: its flag is spelled with one dash
+    too; `factory`: makes the default instead."""
+    if isinstance(default, int | float | str) and not isinstance(default, bool) and default != "":
+        help_text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    metadata = {"help": help_text, "env": env, "seed_name": seed_name}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
     """How one proxy process runs."""
 
-    ws_port: int = DEFAULT_WS_PORT
-    # "" binds every interface, IPv4 and IPv6.
-    host: str = ""
-    grpc_addr: str = DEFAULT_GRPC_ADDR
-    static_dir: Path | None = field(default_factory=checkout_static_dir)
-    # Empty: the proxy's own host and localhost. "*" allows every origin.
-    allowed_origins: tuple[str, ...] = ()
-    max_inflight: int = 8
-    max_inflight_total: int = 1024
-    timeout_s: float = 5.0
-    # Frames per InferBatch call under load (lipsync_proxy.dispatch).
-    max_batch: int = 16
-    session_timeout_s: float = 3600.0
-    max_message_size: int = 1 << 20
-    ping_interval_s: float = 20.0
-    grace_period_s: float = 10.0
-    # Messages a second one connection / one client address may send; 0: no limit (see rate_limit.py).
-    rate_limit: float = 0.0
-    address_rate_limit: float = 0.0
-    # Connections one client address may have open; 0: no limit.
-    max_connections_per_address: int = 0
-    # The header naming the client's address, set by a trusted reverse proxy in front; "": the TCP peer.
-    client_address_header: str = ""
-    log_level: str = "info"
-    log_format: str = "text"
-    quiet_frames: bool = False
+    ws_port: int = setting(8086, "HTTP/WebSocket port", env="WS_PORT", seed_name=True)
+    host: str = setting("", "address to bind (default: every interface, IPv4 and IPv6)")
+    grpc_addr: str = setting(
+        "localhost:50051",
+        "backend(s): host:port, h1:p1,h2:p2 or a gRPC target URI",
+        env="GRPC_ADDR",
+        seed_name=True,
+    )
+    static_dir: Path | None = setting(  # noqa: RUF009  (a field(), as `setting` returns)
+        None,
+        "directory served at / (default: the checkout's static/)",
+        env="STATIC_DIR",
+        factory=checkout_static_dir,
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (), "comma list of scheme://host[:port] or *; default: own host and localhost"
+    )
+    max_inflight: int = setting(8, "requests one connection may have in flight")
+    max_inflight_total: int = setting(1024, "requests all connections may have in flight")
+    timeout_s: float = setting(5.0, "deadline of every gRPC call, seconds")
+    # lipsync_proxy.dispatch
+    max_batch: int = setting(16, "frames per InferBatch call under load; 1: no batches")
+    session_timeout_s: float = setting(3600.0, "deadline of a v2 speaking session's gRPC stream, seconds")
+    max_message_size: int = setting(1 << 20, "largest inbound WebSocket message, bytes")
+    ping_interval_s: float = setting(
+        20.0, "seconds between WebSocket pings; a peer silent as long is dropped"
+    )
+    grace_period_s: float = setting(10.0, "seconds SIGTERM waits for in-flight work")
+    # lipsync_proxy.rate_limit
+    rate_limit: float = setting(0.0, "messages a second one connection may send; more are read later; 0: off")
+    address_rate_limit: float = setting(
+        0.0, "messages a second all connections of one address may send; 0: off"
+    )
+    max_connections_per_address: int = setting(0, "connections one client address may have open; 0: off")
+    client_address_header: str = setting(
+        "", "header naming the client address, set by a trusted reverse proxy in front (e.g. X-Real-IP)"
+    )
+    log_level: str = setting("info", "debug, info, warning or error")
+    log_format: str = setting("text", "text or json")
+    quiet_frames: bool = setting(False, "no log line per frame")
     tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def problems(self) -> list[str]:
         """Every invalid setting, described; empty when all is well."""
-        found = []
-        if not 0 <= self.ws_port <= 65535:
-            found.append(f"--ws-port {self.ws_port}: must be 0..65535")
+        found: list[str] = []
+
+        def check(valid: object, name: str, problem: str) -> None:
+            if not valid:
+                value = getattr(self, name)
+                shown = repr(value) if isinstance(value, str) else value
+                found.append(f"{_flag(name)} {shown}: {problem}")
+
+        check(0 <= self.ws_port <= 65535, "ws_port", "must be 0..65535")
         try:
             parse_grpc_addr(self.grpc_addr)
         except TargetError as exc:
-            found.append(f"--grpc-addr {self.grpc_addr!r}: {exc}")
-        if self.static_dir is not None and not self.static_dir.is_dir():
-            found.append(f"--static-dir {self.static_dir}: not a directory")
+            check(False, "grpc_addr", str(exc))
+        check(self.static_dir is None or self.static_dir.is_dir(), "static_dir", "not a directory")
         for origin in self.allowed_origins:
             if origin != "*" and "://" not in origin:
                 found.append(f"--allowed-origins {origin!r}: must be * or scheme://host[:port]")
-        if self.max_inflight < 1:
-            found.append(f"--max-inflight {self.max_inflight}: must be at least 1")
-        if self.max_inflight_total < self.max_inflight:
-            found.append(
-                f"--max-inflight-total {self.max_inflight_total}: must be at least --max-inflight "
-                f"({self.max_inflight})"
-            )
-        if not self.timeout_s > 0:
-            found.append(f"--timeout {self.timeout_s}: must be > 0 seconds")
-        if not 1 <= self.max_batch <= 256:
-            found.append(f"--max-batch {self.max_batch}: must be 1..256 (1: no batches)")
-        if not self.session_timeout_s > 0:
-            found.append(f"--session-timeout {self.session_timeout_s}: must be > 0 seconds")
-        if self.max_message_size < 64:
-            found.append(f"--max-message-size {self.max_message_size}: must be at least 64 bytes")
-        if not self.ping_interval_s > 0:
-            found.append(f"--ping-interval {self.ping_interval_s}: must be > 0 seconds")
-        if self.grace_period_s < 0:
-            found.append(f"--grace-period {self.grace_period_s}: must be >= 0 seconds")
-        if not self.rate_limit >= 0:
-            found.append(f"--rate-limit {self.rate_limit}: must be >= 0 messages a second (0: no limit)")
-        if not self.address_rate_limit >= 0:
-            found.append(
-                f"--address-rate-limit {self.address_rate_limit}: must be >= 0 a second (0: no limit)"
-            )
-        if self.max_connections_per_address < 0:
-            found.append(
-                f"--max-connections-per-address {self.max_connections_per_address}: must be >= 0 (0: off)"
-            )
-        if self.client_address_header and not _HEADER_NAME.fullmatch(self.client_address_header):
-            found.append(f"--client-address-header {self.client_address_header!r}: not an HTTP header name")
-        if self.log_level not in LOG_LEVELS:
-            found.append(f"--log-level {self.log_level!r}: must be one of {', '.join(LOG_LEVELS)}")
-        if self.log_format not in LOG_FORMATS:
-            found.append(f"--log-format {self.log_format!r}: must be text or json")
+        check(self.max_inflight >= 1, "max_inflight", "must be at least 1")
+        check(
+            self.max_inflight_total >= self.max_inflight,
+            "max_inflight_total",
+            f"must be at least --max-inflight ({self.max_inflight})",
+        )
+        check(self.timeout_s > 0, "timeout_s", "must be > 0 seconds")
+        check(1 <= self.max_batch <= 256, "max_batch", "must be 1..256 (1: no batches)")
+        check(self.session_timeout_s > 0, "session_timeout_s", "must be > 0 seconds")
+        check(self.max_message_size >= 64, "max_message_size", "must be at least 64 bytes")
+        check(self.ping_interval_s > 0, "ping_interval_s", "must be > 0 seconds")
+        check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0 seconds")
+        check(self.rate_limit >= 0, "rate_limit", "must be >= 0 messages a second (0: no limit)")
+        check(self.address_rate_limit >= 0, "address_rate_limit", "must be >= 0 a second (0: no limit)")
+        check(self.max_connections_per_address >= 0, "max_connections_per_address", "must be >= 0 (0: off)")
+        header = self.client_address_header
+        check(
+            not header or _HEADER_NAME.fullmatch(header), "client_address_header", "not an HTTP header name"
+        )
+        check(self.log_level in LOG_LEVELS, "log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        check(self.log_format in ("text", "json"), "log_format", "must be text or json")
         return found
 
 
-def _env_bool(value: str) -> bool | None:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    return None
+def _flag(name: str) -> str:
+    return "--" + name.removesuffix("_s").replace("_", "-")
+
+
+def _variable(option: Field[Any]) -> str:
+    return option.metadata["env"] or "PROXY_" + _flag(option.name)[2:].upper().replace("-", "_")
+
+
+def _options() -> list[Field[Any]]:
+    """The fields of `Settings` that have a flag (all but tracing)."""
+    return [option for option in fields(Settings) if "help" in option.metadata]
 
 
 def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
-    """The proxy's flags. Types are left to `settings_from_args` so that every bad value is reported."""
+    """The proxy's flags. Values stay text for `settings_from_args`, so that every bad one is reported."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="WebSocket <-> gRPC proxy for the lip-sync server, with health, metrics and files.",
         epilog="Environment: WS_PORT, GRPC_ADDR, STATIC_DIR and PROXY_<FLAG> for the others; flags win.",
     )
-    add = parser.add_argument
-    add("-ws-port", "--ws-port", dest="ws_port", help=f"HTTP/WebSocket port (default {DEFAULT_WS_PORT})")
-    add("--host", help="address to bind (default: every interface)")
-    add(
-        "-grpc-addr",
-        "--grpc-addr",
-        dest="grpc_addr",
-        help=f"backend(s): host:port, h1:p1,h2:p2 or a gRPC target URI (default {DEFAULT_GRPC_ADDR})",
-    )
+    for option in _options():
+        flag = _flag(option.name)
+        names = [flag[1:], flag] if option.metadata["seed_name"] else [flag]
+        help_text = option.metadata["help"]
+        if option.default is False:  # a switch: the flag alone turns it on
+            parser.add_argument(*names, dest=option.name, action="store_const", const="1", help=help_text)
+        else:
+            parser.add_argument(
+                *names, dest=option.name, metavar=_variable(option).removeprefix("PROXY_"), help=help_text
+            )
     # The seed Go proxy's real flags, as its run scripts used them: they set the same backends.
+    add = parser.add_argument
     add("-grpc-addrs", "--grpc-addrs", dest="grpc_addrs", help="comma list h1:p1,h2:p2 (as -grpc-addr)")
     add(
         "-start-port",
         "--start-port",
         dest="start_port",
-        help="backends on localhost from this port (with -num-servers; default 50051)",
+        help=f"backends on localhost from this port (with -num-servers; default {DEFAULT_START_PORT})",
     )
     add(
         "-num-servers",
@@ -164,71 +194,43 @@ def build_parser(prog: str = "lipsync-proxy") -> argparse.ArgumentParser:
         dest="num_servers",
         help="backends localhost:START ... localhost:START+N-1 (with -start-port; default 1)",
     )
-    add("--static-dir", help="directory served at / (default: the checkout's static/)")
-    add("--allowed-origins", help="comma list of scheme://host[:port] or *; default: own host and localhost")
-    add("--max-inflight", help="requests one connection may have in flight (default 8)")
-    add("--max-inflight-total", help="requests all connections may have in flight (default 1024)")
-    add("--timeout", help="deadline of every gRPC call, seconds (default 5)")
-    add("--max-batch", help="frames per InferBatch call under load (default 16; 1: no batches)")
-    add("--session-timeout", help="deadline of a v2 speaking session's gRPC stream, seconds (default 3600)")
-    add("--max-message-size", help="largest inbound WebSocket message, bytes (default 1048576)")
-    add(
-        "--ping-interval",
-        help="seconds between WebSocket pings; a peer silent as long is dropped (default 20)",
-    )
-    add("--grace-period", help="seconds SIGTERM waits for in-flight work (default 10)")
-    add(
-        "--rate-limit", help="messages a second one connection may send; more are read later (default 0: off)"
-    )
-    add(
-        "--address-rate-limit",
-        help="messages a second all connections of one client address may send (0: off)",
-    )
-    add("--max-connections-per-address", help="connections one client address may have open (default 0: off)")
-    add(
-        "--client-address-header",
-        help="header naming the client address, set by a trusted reverse proxy (e.g. X-Real-IP)",
-    )
-    add("--log-level", help="debug, info, warning or error (default info)")
-    add("--log-format", help="text or json (default text)")
-    add("--quiet-frames", action="store_true", default=None, help="no log line per frame")
     return parser
 
 
-# Environment variable of each Settings field that has one; the flags of the same fields win.
-_ENV = {
-    "ws_port": "WS_PORT",
-    "host": "PROXY_HOST",
-    "grpc_addr": "GRPC_ADDR",
-    "static_dir": "STATIC_DIR",
-    "allowed_origins": "PROXY_ALLOWED_ORIGINS",
-    "max_inflight": "PROXY_MAX_INFLIGHT",
-    "max_inflight_total": "PROXY_MAX_INFLIGHT_TOTAL",
-    "timeout": "PROXY_TIMEOUT",
-    "max_batch": "PROXY_MAX_BATCH",
-    "session_timeout": "PROXY_SESSION_TIMEOUT",
-    "max_message_size": "PROXY_MAX_MESSAGE_SIZE",
-    "ping_interval": "PROXY_PING_INTERVAL",
-    "grace_period": "PROXY_GRACE_PERIOD",
-    "rate_limit": "PROXY_RATE_LIMIT",
-    "address_rate_limit": "PROXY_ADDRESS_RATE_LIMIT",
-    "max_connections_per_address": "PROXY_MAX_CONNECTIONS_PER_ADDRESS",
-    "client_address_header": "PROXY_CLIENT_ADDRESS_HEADER",
-    "log_level": "PROXY_LOG_LEVEL",
-    "log_format": "PROXY_LOG_FORMAT",
-    "quiet_frames": "PROXY_QUIET_FRAMES",
+def _switch(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+#: How the text of a flag or variable becomes the value of its field, by the field's type, and what is
+#: wrong with a text it cannot read.
+_PARSERS: dict[object, tuple[Callable[[str], object], str]] = {
+    int: (int, "not an integer"),
+    float: (float, "not a number"),
+    bool: (_switch, "must be true or false"),
+    str: (str, ""),
+    Path | None: (Path, ""),
+    tuple[str, ...]: (_comma_list, ""),
 }
 
 
-def _backends_flags(namespace: Mapping[str, object], problems: list[str]) -> str | None:
+def _backends_flags(flags: Mapping[str, str | None], problems: list[str]) -> str | None:
     """`GRPC_ADDR` as the seed Go proxy's flags give it (`-grpc-addrs`, or `-start-port` and
     `-num-servers`); None when neither is given. They name the backends `-grpc-addr` names, so at most
     one of the three ways may be used."""
-    addrs, start, count = (namespace.get(name) for name in ("grpc_addrs", "start_port", "num_servers"))
+    addrs, start, count = flags["grpc_addrs"], flags["start_port"], flags["num_servers"]
     ways = [
-        flag
-        for flag, given in (
-            ("-grpc-addr", namespace.get("grpc_addr") is not None),
+        way
+        for way, given in (
+            ("-grpc-addr", flags["grpc_addr"] is not None),
             ("-grpc-addrs", addrs is not None),
             ("-start-port/-num-servers", start is not None or count is not None),
         )
@@ -238,7 +240,7 @@ def _backends_flags(namespace: Mapping[str, object], problems: list[str]) -> str
         problems.append(f"{' and '.join(ways)} name the same backends: give one of them")
         return None
     if addrs is not None:
-        return str(addrs)
+        return addrs
     if start is None and count is None:
         return None
     first = _whole(start, "-start-port", DEFAULT_START_PORT, problems)
@@ -252,88 +254,42 @@ def _backends_flags(namespace: Mapping[str, object], problems: list[str]) -> str
     return None
 
 
-def _whole(value: object, flag: str, default: int, problems: list[str]) -> int:
-    if value is None:
-        return default
+def _whole(text: str | None, flag: str, default: int, problems: list[str]) -> int:
     try:
-        return int(str(value))
+        return default if text is None else int(text)
     except ValueError:
-        problems.append(f"{flag} {value!r}: not an integer")
+        problems.append(f"{flag} {text!r}: not an integer")
         return default
 
 
 def settings_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise SettingsError naming every invalid one."""
     env = os.environ if environ is None else environ
-    namespace = vars(build_parser().parse_args(list(argv)))
-    raw: dict[str, str] = {}
-    for name, variable in _ENV.items():
-        flag_value = namespace.get(name)
-        if flag_value is not None:
-            raw[name] = str(flag_value) if not isinstance(flag_value, bool) else ("1" if flag_value else "0")
-        elif env.get(variable, "").strip():
-            raw[name] = env[variable].strip()
-
+    flags = vars(build_parser().parse_args(list(argv)))
+    types = typing.get_type_hints(Settings)
     problems: list[str] = []
-    defaults = Settings(static_dir=None)
-
-    def number(name: str, flag: str, kind: type[int] | type[float], default: float) -> float:
-        if name not in raw:
-            return default
+    values: dict[str, Any] = {}
+    for option in _options():
+        flag, variable = _flag(option.name), _variable(option)
+        if flags[option.name] is not None:
+            source, text = flag, flags[option.name]
+        elif env.get(variable, "").strip():
+            source, text = variable, env[variable].strip()
+        else:
+            continue
+        parse, problem = _PARSERS[types[option.name]]
         try:
-            return kind(raw[name])
+            values[option.name] = parse(text)
         except ValueError:
-            problems.append(f"{flag} {raw[name]!r}: not {'an integer' if kind is int else 'a number'}")
-            return default
-
-    def boolean(name: str, default: bool) -> bool:
-        if name not in raw:
-            return default
-        parsed = _env_bool(raw[name])
-        if parsed is None:
-            problems.append(f"{_ENV[name]} {raw[name]!r}: must be true or false")
-            return default
-        return parsed
-
-    grpc_addr = _backends_flags(namespace, problems) or raw.get("grpc_addr", defaults.grpc_addr)
-    static_dir = Path(raw["static_dir"]) if "static_dir" in raw else checkout_static_dir()
-    origins = tuple(o.strip() for o in raw.get("allowed_origins", "").split(",") if o.strip())
-    settings = Settings(
-        ws_port=int(number("ws_port", "--ws-port", int, defaults.ws_port)),
-        host=raw.get("host", defaults.host),
-        grpc_addr=grpc_addr,
-        static_dir=static_dir,
-        allowed_origins=origins,
-        max_inflight=int(number("max_inflight", "--max-inflight", int, defaults.max_inflight)),
-        max_inflight_total=int(
-            number("max_inflight_total", "--max-inflight-total", int, defaults.max_inflight_total)
-        ),
-        timeout_s=number("timeout", "--timeout", float, defaults.timeout_s),
-        max_batch=int(number("max_batch", "--max-batch", int, defaults.max_batch)),
-        session_timeout_s=number("session_timeout", "--session-timeout", float, defaults.session_timeout_s),
-        max_message_size=int(
-            number("max_message_size", "--max-message-size", int, defaults.max_message_size)
-        ),
-        ping_interval_s=number("ping_interval", "--ping-interval", float, defaults.ping_interval_s),
-        grace_period_s=number("grace_period", "--grace-period", float, defaults.grace_period_s),
-        rate_limit=number("rate_limit", "--rate-limit", float, defaults.rate_limit),
-        address_rate_limit=number(
-            "address_rate_limit", "--address-rate-limit", float, defaults.address_rate_limit
-        ),
-        max_connections_per_address=int(
-            number(
-                "max_connections_per_address",
-                "--max-connections-per-address",
-                int,
-                defaults.max_connections_per_address,
-            )
-        ),
-        client_address_header=raw.get("client_address_header", defaults.client_address_header),
-        log_level=raw.get("log_level", defaults.log_level).lower(),
-        log_format=raw.get("log_format", defaults.log_format).lower(),
-        quiet_frames=boolean("quiet_frames", defaults.quiet_frames),
-        tracing=tracing_settings(env, problems),
-    )
+            problems.append(f"{source} {text!r}: {problem}")
+    backends = _backends_flags(flags, problems)
+    if backends is not None:
+        values["grpc_addr"] = backends
+    for name in ("log_level", "log_format"):  # in any case
+        if name in values:
+            values[name] = values[name].lower()
+    settings = Settings(**values, tracing=TracingConfig.from_environ(env))
+    problems += settings.tracing.problems
     problems += settings.problems()
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))

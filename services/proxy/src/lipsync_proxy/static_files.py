@@ -66,3 +66,12 @@ def resolve(static_dir: Path, url_path: str) -> Path | None:
     if not real.is_relative_to(root) or not real.is_file():
         return None
     return real
+
+
+def read(static_dir: Path, url_path: str) -> tuple[bytes, str] | None:
+    """The body and content type of the file `url_path` names (`resolve`), or None (404)."""
+    found = resolve(static_dir, url_path)
+    try:
+        return None if found is None else (found.read_bytes(), content_type(found))
+    except OSError:
+        return None
