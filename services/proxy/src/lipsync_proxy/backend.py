@@ -1,14 +1,13 @@
 """The proxy's calls to the lip-sync backends, each on a SERVING backend that `BackendPool` picks.
 
-Frames go through the dispatcher (`lipsync_proxy.dispatch`) on the proxy's own HTTP/2 connections;
-the lookups and `Speak` streams on the picked backend's gRPC channel. A lookup the backend could not
-serve (UNAVAILABLE: it died under the call) is asked once more of another backend, within its
-deadline. Every call has a deadline (`--timeout`; a speaking session `--session-timeout`). A failed
-call raises :class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call.
+Frames go through the dispatcher (`lipsync_proxy.dispatch`); the lookups and `Speak` streams on the
+picked backend's gRPC channel, a lookup that failed UNAVAILABLE (its backend died under it) once more
+on another within its deadline. A failed call raises :class:`lipsync_proxy.errors.BackendError`; a
+cancelled awaiting task cancels its call.
 
-Every call made inside a request's span sends that span's context as its `traceparent`, so the
-server's spans join the request's trace; the other calls (while tracing is on, and the health
-monitor's model refresh always) send one whose sampled flag is off, so the server does not trace them.
+A call made inside a request's span sends that span's context as its `traceparent`, so the server's
+spans join the request's trace; every other call (the model refresh among them) sends one whose sampled
+flag is off, so the server does not trace it either.
 """
 
 from __future__ import annotations
@@ -84,16 +83,16 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return decoded
 
-    def metadata(self, passed_on: str | None = None) -> Metadata | None:
+    def metadata(self, passed_on: str | None = None) -> Metadata:
         """The trace context of a call made now (see the module's docstring); `passed_on`, a client's
         `traceparent`, goes as it came while the proxy does not trace."""
         if self._tracer is None:
-            return None if passed_on is None else (("traceparent", passed_on),)
+            return untraced() if passed_on is None else (("traceparent", passed_on),)
         span = trace.get_current_span()
         return traceparent(span) if span.get_span_context().is_valid else untraced()
 
     async def _lookup(
-        self, method: str, call: Callable[[LipSyncAsyncStub, Metadata | None], Awaitable[Reply]]
+        self, method: str, call: Callable[[LipSyncAsyncStub, Metadata], Awaitable[Reply]]
     ) -> Reply:
         metadata = self.metadata()
         loop = asyncio.get_running_loop()
@@ -112,15 +111,12 @@ class BackendClient:
         finally:
             self._latency.observe((method,), time.perf_counter() - started)
 
-    async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
-        """The models of one backend; raises BackendError. A `probe` (the health monitor's periodic
-        refresh) asks the server not to trace it."""
+    async def list_models(self) -> list[lipsync_pb2.ModelInfo]:
+        """The models of one backend; raises BackendError."""
         request = lipsync_pb2.ListModelsRequest()
         reply = await self._lookup(
             "ListModels",
-            lambda stub, metadata: stub.ListModels(
-                request, timeout=self.timeout_s, metadata=untraced() if probe else metadata
-            ),
+            lambda stub, metadata: stub.ListModels(request, timeout=self.timeout_s, metadata=metadata),
         )
         return list(reply.models)
 

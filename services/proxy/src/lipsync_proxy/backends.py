@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -63,71 +64,31 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.enable_retries", 0),
 ]
 
+#: The IP addresses of a host name (`lipsync_proxy.app.resolve_host`).
 Resolver = Callable[[str], Awaitable[list[str]]]
-Report = Callable[[str], None]
 
 
-async def watch_health(channel: grpc.aio.Channel, name: str, report: Report) -> None:
-    """Follow the grpc.health.v1 status of `lipsync.v1.LipSync` at `channel`'s backend (`name` in the
-    logs) for as long as the task runs: `report(status)` with SERVING, NOT_SERVING (also while the
-    backend cannot be reached) or UNKNOWN (a backend without the health service, or a status of
-    another name)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-    known = False
-    while True:
-        delay = REWATCH_DELAY_S
-        try:
-            # The first watch fails at once when the backend cannot be reached (it is NOT_SERVING, not
-            # unknown); later ones wait for it to come back.
-            async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
-                known = True
-                report(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-            report(UNKNOWN)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                logger.warning("backend %s has no grpc.health.v1 service", name)
-                report(UNKNOWN)
-                delay = UNIMPLEMENTED_DELAY_S
-            elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                logger.debug("health watch of %s ended: %s %s", name, code.name, exc.details())
-                report(NOT_SERVING)
-            known = True
-        await asyncio.sleep(delay)
-
-
+@dataclass(eq=False, slots=True)
 class Backend:
     """One backend address: its health, its gRPC channel and its HTTP/2 connection."""
 
-    __slots__ = (
-        "address",
-        "channel",
-        "connecting",
-        "connection",
-        "error_count",
-        "name",
-        "retry_at",
-        "status",
-        "total_requests",
-        "watch",
-    )
+    #: GRPC_ADDR's name for it, with the IP address when that was a host name.
+    name: str
+    address: Address
+    status: str = UNKNOWN
+    channel: grpc.aio.Channel = field(init=False)
+    #: The connection frames go on; None while there is none open.
+    connection: Http2Connection | None = None
+    connecting: bool = False
+    retry_at: float = 0.0
+    watch: asyncio.Task[None] | None = None
+    #: Frames this address took, and those whose call failed (a status other than OK): the seed
+    #: Go proxy's per-backend `total_requests` and `error_count` on /health.
+    total_requests: int = 0
+    error_count: int = 0
 
-    def __init__(self, name: str, address: Address) -> None:
-        #: GRPC_ADDR's name for it, with the IP address when that was a host name.
-        self.name = name
-        self.address = address
-        self.status = UNKNOWN
-        self.channel = grpc.aio.insecure_channel(address.target, options=CHANNEL_OPTIONS)
-        #: The connection frames go on; None while there is none open.
-        self.connection: Http2Connection | None = None
-        self.connecting = False
-        self.retry_at = 0.0
-        self.watch: asyncio.Task[None] | None = None
-        #: Frames this address took, and those whose call failed (a status other than OK): the seed
-        #: Go proxy's per-backend `total_requests` and `error_count` on /health.
-        self.total_requests = 0
-        self.error_count = 0
+    def __post_init__(self) -> None:
+        self.channel = grpc.aio.insecure_channel(self.address.target, options=CHANNEL_OPTIONS)
 
     def count(self, frames: int, failed: bool) -> None:
         """A call that carried `frames` frames to this address is over."""
@@ -280,8 +241,35 @@ class BackendPool:
     # --- health -----------------------------------------------------------------------------------
 
     async def _watch(self, backend: Backend) -> None:
+        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync` until cancelled: SERVING,
+        NOT_SERVING (also while the backend cannot be reached) or UNKNOWN (a backend without the
+        health service, or a status of another name)."""
+        stub = health_pb2_grpc.HealthStub(backend.channel)
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        known = False
         try:
-            await watch_health(backend.channel, backend.name, lambda status: self._set(backend, status))
+            while True:
+                delay = REWATCH_DELAY_S
+                try:
+                    # The first watch fails at once when the backend cannot be reached (it is
+                    # NOT_SERVING, not unknown); later ones wait for it to come back.
+                    async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
+                        known = True
+                        self._set(backend, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                    self._set(backend, UNKNOWN)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code == grpc.StatusCode.UNIMPLEMENTED:
+                        logger.warning("backend %s has no grpc.health.v1 service", backend.name)
+                        self._set(backend, UNKNOWN)
+                        delay = UNIMPLEMENTED_DELAY_S
+                    elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                        logger.debug(
+                            "health watch of %s ended: %s %s", backend.name, code.name, exc.details()
+                        )
+                        self._set(backend, NOT_SERVING)
+                    known = True
+                await asyncio.sleep(delay)
         finally:
             await backend.channel.close()
 
