@@ -1,15 +1,10 @@
 """The backends, one per address: the proxy's one resolver, health view and balancer.
 
-* Addresses: `GRPC_ADDR`'s names (a `dns:` target such as a Kubernetes headless Service, a single
-  host:port) are resolved again every `RESOLVE_INTERVAL_S`; IP addresses, the comma list's addresses
-  (resolved once at start) and a `unix:` socket are fixed (`lipsync_proxy.targets`).
-* Health: each address's grpc.health.v1 status of `lipsync.v1.LipSync` is watched on a gRPC channel
-  to exactly that address, never inferred from the last call. This one view routes the calls and is
-  what /health, /readyz and the metrics report.
-* Carriers: frames go on an HTTP/2 connection of the proxy's own to the address (`lipsync_proxy.http2`),
-  opened once it is SERVING and closed when it stops; every other call (the lookups, `Speak` streams)
-  goes on the address's gRPC channel.
-* Balancing: calls take the SERVING addresses in turn (round robin).
+Each address (`lipsync_proxy.targets`; a name's are looked up again every `RESOLVE_INTERVAL_S`) has a
+gRPC channel to exactly it, on which its grpc.health.v1 status is watched, never inferred from the last
+call: this one view routes the calls and is what /health, /readyz and the metrics report. A SERVING
+address also has an HTTP/2 connection of the proxy's own (`lipsync_proxy.http2`) for the frames; the
+lookups and `Speak` streams go on its channel. Calls take the SERVING addresses in turn.
 """
 
 from __future__ import annotations
@@ -241,37 +236,38 @@ class BackendPool:
     # --- health -----------------------------------------------------------------------------------
 
     async def _watch(self, backend: Backend) -> None:
-        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync` until cancelled: SERVING,
-        NOT_SERVING (also while the backend cannot be reached) or UNKNOWN (a backend without the
-        health service, or a status of another name)."""
+        try:
+            await self._follow_health(backend)
+        finally:
+            await backend.channel.close()
+
+    async def _follow_health(self, backend: Backend) -> None:
+        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync`: SERVING, NOT_SERVING
+        (also while the backend cannot be reached) or UNKNOWN (a backend without the health service,
+        or a status of another name)."""
         stub = health_pb2_grpc.HealthStub(backend.channel)
         request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         known = False
-        try:
-            while True:
-                delay = REWATCH_DELAY_S
-                try:
-                    # The first watch fails at once when the backend cannot be reached (it is
-                    # NOT_SERVING, not unknown); later ones wait for it to come back.
-                    async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
-                        known = True
-                        self._set(backend, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-                    self._set(backend, UNKNOWN)
-                except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
-                    if code == grpc.StatusCode.UNIMPLEMENTED:
-                        logger.warning("backend %s has no grpc.health.v1 service", backend.name)
-                        self._set(backend, UNKNOWN)
-                        delay = UNIMPLEMENTED_DELAY_S
-                    elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                        logger.debug(
-                            "health watch of %s ended: %s %s", backend.name, code.name, exc.details()
-                        )
-                        self._set(backend, NOT_SERVING)
+        while True:
+            delay = REWATCH_DELAY_S
+            try:
+                # The first watch fails at once when the backend cannot be reached (it is NOT_SERVING,
+                # not unknown); later ones wait for it to come back.
+                async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
                     known = True
-                await asyncio.sleep(delay)
-        finally:
-            await backend.channel.close()
+                    self._set(backend, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                self._set(backend, UNKNOWN)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    logger.warning("backend %s has no grpc.health.v1 service", backend.name)
+                    self._set(backend, UNKNOWN)
+                    delay = UNIMPLEMENTED_DELAY_S
+                elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    logger.debug("health watch of %s ended: %s %s", backend.name, code.name, exc.details())
+                    self._set(backend, NOT_SERVING)
+                known = True
+            await asyncio.sleep(delay)
 
     def _set(self, backend: Backend, status: str) -> None:
         previous = backend.status
