@@ -164,7 +164,7 @@ class BackendPool:
             picked = self.pick()
             if picked is not None:
                 return picked
-            await self._wait(deadline, any(b.serving for b in self.backends))
+            await self._wait(deadline)
 
     async def channel(self, deadline: float, avoid: grpc.aio.Channel | None = None) -> grpc.aio.Channel:
         """The gRPC channel of the next SERVING backend, another than `avoid` when there is one,
@@ -177,12 +177,12 @@ class BackendPool:
                 if backend.channel is avoid and len(serving) > 1:
                     backend = serving[(self._next + 1) % len(serving)]
                 return backend.channel
-            await self._wait(deadline, False)
+            await self._wait(deadline)
 
-    async def _wait(self, deadline: float, coming: bool) -> None:
-        """Wait for news until `deadline` while something may come (`coming`, or a backend whose status
-        is not known yet): UNAVAILABLE at once otherwise, DEADLINE_EXCEEDED at the deadline."""
-        if self._closed or not (coming or any(b.status == UNKNOWN for b in self.backends)):
+    async def _wait(self, deadline: float) -> None:
+        """Wait for news until `deadline` while a backend is SERVING (its connection is opening) or its
+        status is not known yet: UNAVAILABLE at once otherwise, DEADLINE_EXCEEDED at the deadline."""
+        if self._closed or not any(b.status in (SERVING, UNKNOWN) for b in self.backends):
             raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend is serving")
         now = asyncio.get_running_loop().time()
         if now >= deadline:
