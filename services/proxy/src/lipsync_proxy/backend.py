@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     # Only in the generated stubs: the type of a stub on a grpc.aio channel.
     from lipsync_protos.lipsync.v1.lipsync_pb2_grpc import LipSyncAsyncStub
 
+Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 
 
@@ -92,8 +93,13 @@ class BackendClient:
         return traceparent(span) if span.get_span_context().is_valid else untraced()
 
     async def _lookup(
-        self, method: str, call: Callable[[LipSyncAsyncStub, Metadata], Awaitable[Reply]]
+        self,
+        method: str,
+        request: Request,
+        rpc: Callable[[LipSyncAsyncStub], grpc.aio.UnaryUnaryMultiCallable[Request, Reply]],
     ) -> Reply:
+        """`rpc`'s reply to `request` (`method` names it in the metrics), asked of another backend
+        once more when the first died under the call (UNAVAILABLE), within the one deadline."""
         metadata = self.metadata()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -102,8 +108,9 @@ class BackendClient:
         try:
             for attempt in range(2):
                 channel = await self.pool.channel(deadline, avoid=channel)
+                call = rpc(lipsync_pb2_grpc.LipSyncStub(channel))
                 try:
-                    return await call(lipsync_pb2_grpc.LipSyncStub(channel), metadata)
+                    return await call(request, timeout=deadline - loop.time(), metadata=metadata)
                 except grpc.aio.AioRpcError as exc:
                     if attempt or exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() >= deadline:
                         raise rpc_error(exc) from None
@@ -113,36 +120,25 @@ class BackendClient:
 
     async def list_models(self) -> list[lipsync_pb2.ModelInfo]:
         """The models of one backend; raises BackendError."""
-        request = lipsync_pb2.ListModelsRequest()
         reply = await self._lookup(
-            "ListModels",
-            lambda stub, metadata: stub.ListModels(request, timeout=self.timeout_s, metadata=metadata),
+            "ListModels", lipsync_pb2.ListModelsRequest(), lambda stub: stub.ListModels
         )
         return list(reply.models)
 
     async def model_info(self, model_name: str) -> lipsync_pb2.ModelInfo:
         """One model's metadata; raises BackendError (NOT_FOUND for an unknown model)."""
         request = lipsync_pb2.GetModelMetadataRequest(model_name=model_name)
-        return await self._lookup(
-            "GetModelMetadata",
-            lambda stub, metadata: stub.GetModelMetadata(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetModelMetadata", request, lambda stub: stub.GetModelMetadata)
 
     async def video_frame(self, model_name: str, frame_id: int) -> lipsync_pb2.GetVideoFrameResponse:
         """One unmodified base frame; raises BackendError."""
         request = lipsync_pb2.GetVideoFrameRequest(model_name=model_name, frame_id=frame_id)
-        return await self._lookup(
-            "GetVideoFrame",
-            lambda stub, metadata: stub.GetVideoFrame(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetVideoFrame", request, lambda stub: stub.GetVideoFrame)
 
     async def model_audio(self, model_name: str) -> lipsync_pb2.GetModelAudioResponse:
         """The package's audio track as a WAV file; raises BackendError."""
         request = lipsync_pb2.GetModelAudioRequest(model_name=model_name)
-        return await self._lookup(
-            "GetModelAudio",
-            lambda stub, metadata: stub.GetModelAudio(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetModelAudio", request, lambda stub: stub.GetModelAudio)
 
     async def speak(
         self, metadata: Metadata | None
