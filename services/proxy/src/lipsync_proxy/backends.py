@@ -1,10 +1,11 @@
 """The backends, one per address: the proxy's one resolver, health view and balancer.
 
-Each address (`lipsync_proxy.targets`; a name's are looked up again every `RESOLVE_INTERVAL_S`) has a
-gRPC channel to exactly it, on which its grpc.health.v1 status is watched, never inferred from the last
-call: this one view routes the calls and is what /health, /readyz and the metrics report. A SERVING
-address also has an HTTP/2 connection of the proxy's own (`lipsync_proxy.http2`) for the frames; the
-lookups and `Speak` streams go on its channel. Calls take the SERVING addresses in turn.
+The addresses come from `GRPC_ADDR` (`lipsync_proxy.targets`); those of a name are looked up again every
+`RESOLVE_INTERVAL_S`. Each address has a gRPC channel to exactly it, on which its grpc.health.v1 status
+is watched, never inferred from the last call: this one view routes the calls and is what /health,
+/readyz and the metrics report. A SERVING address also has an HTTP/2 connection of the proxy's own
+(`lipsync_proxy.http2`) for the frames; the lookups and `Speak` streams go on its channel. Calls take
+the SERVING addresses in turn.
 """
 
 from __future__ import annotations
