@@ -1,4 +1,4 @@
-"""Several backends behind one proxy: round_robin, client-side health checking, failover."""
+"""Several backends behind one proxy: taken in turn while their watched health is SERVING; failover."""
 
 from __future__ import annotations
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 
+import grpc
 import pytest
 
 from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_proxy import backends
 from lipsync_proxy.backends import NOT_SERVING, SERVING, Backend, BackendPool
+from lipsync_proxy.errors import BackendError
 from lipsync_proxy.http2 import Http2Connection
 from lipsync_proxy.targets import Address, Source
 
@@ -150,3 +152,24 @@ async def test_lookups_and_streams_take_a_serving_backends_channel(double: Runni
     deadline = asyncio.get_running_loop().time() + 5
     assert {id(await pool.channel(deadline)) for _ in range(4)} == {id(serving.channel)}
     await pool.close()
+
+
+async def test_a_call_waits_for_the_first_status_and_a_connection_but_fails_at_once_when_none_serves(
+    double: RunningDouble,
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    pool = BackendPool([Source("double", fixed=Address("127.0.0.1", double.port))], Names({}))
+    pool.start()
+    # Its status is not known yet, then its connection is opening: the call waits for both.
+    backend, _ = await asyncio.wait_for(pool.wait(deadline), 5 * TIME_UNIT)
+    assert backend.serving
+    await pool.close()
+
+    dead = BackendPool([Source("dead", fixed=Address("127.0.0.1", 1))], Names({}))
+    dead.start()
+    await eventually(lambda: dead.backends[0].status == NOT_SERVING, "the dead backend NOT_SERVING")
+    for call in (dead.wait(deadline), dead.channel(deadline)):
+        with pytest.raises(BackendError) as raised:
+            await asyncio.wait_for(call, 5 * TIME_UNIT)
+        assert raised.value.status == grpc.StatusCode.UNAVAILABLE
+    await dead.close()

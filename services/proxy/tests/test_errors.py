@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 
-from lipsync_proxy.errors import WIRE_CODES, BackendError, status_of_number, wire_code
+from lipsync_proxy.errors import WIRE_CODES, BackendError, failure, status_of_number, wire_code
 from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES
 
 SPEC_CODES = {
@@ -47,3 +49,26 @@ def test_transport_details_stay_in_the_log() -> None:
     assert (error.code, error.message) == ("UNAVAILABLE", "the lip-sync backend is unavailable")
     assert error.details == details
     assert BackendError(grpc.StatusCode.UNKNOWN, "Traceback ...").message == "the lip-sync backend failed"
+
+
+def test_a_status_without_details_is_named_in_words() -> None:
+    assert BackendError(grpc.StatusCode.NOT_FOUND, "").message == "not found"
+
+
+@pytest.mark.parametrize(
+    ("status", "level"),
+    [
+        (grpc.StatusCode.INTERNAL, logging.WARNING),
+        (grpc.StatusCode.UNIMPLEMENTED, logging.WARNING),
+        (grpc.StatusCode.NOT_FOUND, logging.DEBUG),
+        (grpc.StatusCode.UNAVAILABLE, logging.DEBUG),
+    ],
+)
+def test_a_server_failure_is_logged_as_a_warning_and_the_rest_for_debugging(
+    status: grpc.StatusCode, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, "lipsync_proxy.errors"):
+        failure(status, "details")
+    assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
+        (level, f"gRPC call failed: {status.name} details")
+    ]

@@ -10,14 +10,13 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opentelemetry.trace import TracerProvider
 from websockets.asyncio.server import Server, serve
 
 from lipsync_proxy.backend import BackendClient
-from lipsync_proxy.backends import BackendPool
+from lipsync_proxy.backends import BackendPool, Resolver
 from lipsync_proxy.base_video import BaseVideos
 from lipsync_proxy.connection import ConnectionHandler, ProxyConnection, select_subprotocol
 from lipsync_proxy.errors import StartupError
@@ -39,14 +38,11 @@ CLOSE_TIMEOUT_S = 5.0
 #: free slot); past it, TCP holds the client back. Each may be up to --max-message-size.
 MAX_QUEUED_MESSAGES = 4
 
-Resolver = Callable[[str], Awaitable[list[str]]]
-
 
 async def resolve_host(host: str) -> list[str]:
     """The IP addresses of a host name, IPv4 first."""
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise StartupError(f"cannot resolve backend host {host!r}: {exc}") from None
     addresses = dict.fromkeys(str(info[4][0]) for info in sorted(infos, key=lambda i: i[0] != socket.AF_INET))
@@ -114,7 +110,7 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
     backend = BackendClient(
         pool, settings.timeout_s, settings.session_timeout_s, metrics, settings.max_batch, tracer
     )
-    monitor = BackendMonitor(pool, lambda: backend.list_models(probe=True), metrics)
+    monitor = BackendMonitor(pool, backend.list_models, metrics)
     state = ProxyState(settings, backend, metrics, tracer)
     metrics.inflight.set_function(lambda: state.inflight)
     metrics.sessions.set_function(lambda: state.sessions)
@@ -149,7 +145,8 @@ async def create_app(settings: Settings, deps: Dependencies | None = None) -> Pr
             create_connection=ProxyConnection,
             process_request=routes,
             select_subprotocol=select_subprotocol,
-            # permessage-deflate costs ~10x CPU per JPEG frame and ~32 KiB per connection for nothing.
+            # permessage-deflate does not shrink JPEGs; it would cost more CPU per frame than all the
+            # rest, and memory per connection.
             compression=None,
             max_size=settings.max_message_size,
             ping_interval=settings.ping_interval_s,

@@ -1,21 +1,20 @@
 """The proxy's calls to the lip-sync backends, each on a SERVING backend that `BackendPool` picks.
 
-Frames go through the dispatcher (`lipsync_proxy.dispatch`) on the proxy's own HTTP/2 connections;
-the lookups and `Speak` streams on the picked backend's gRPC channel. A lookup the backend could not
-serve (UNAVAILABLE: it died under the call) is asked once more of another backend, within its
-deadline. Every call has a deadline (`--timeout`; a speaking session `--session-timeout`). A failed
-call raises :class:`lipsync_proxy.errors.BackendError`; a cancelled awaiting task cancels its call.
+Frames go through the dispatcher (`lipsync_proxy.dispatch`); the lookups and `Speak` streams on the
+picked backend's gRPC channel, a lookup that failed UNAVAILABLE (its backend died under it) once more
+on another within its deadline. A failed call raises :class:`lipsync_proxy.errors.BackendError`; a
+cancelled awaiting task cancels its call.
 
-Every call made inside a request's span sends that span's context as its `traceparent`, so the
-server's spans join the request's trace; the other calls (while tracing is on, and the health
-monitor's model refresh always) send one whose sampled flag is off, so the server does not trace them.
+A call made inside a request's span sends that span's context as its `traceparent`, so the server's
+spans join the request's trace; every other call (the model refresh among them) sends one whose sampled
+flag is off, so the server does not trace it either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import grpc
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     # Only in the generated stubs: the type of a stub on a grpc.aio channel.
     from lipsync_protos.lipsync.v1.lipsync_pb2_grpc import LipSyncAsyncStub
 
+Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 
 
@@ -86,17 +86,22 @@ class BackendClient:
             raise BackendError(grpc.StatusCode.INTERNAL, "the backend returned no image")
         return Frame(reply, image)
 
-    def metadata(self, passed_on: str | None = None) -> Metadata | None:
+    def metadata(self, passed_on: str | None = None) -> Metadata:
         """The trace context of a call made now (see the module's docstring); `passed_on`, a client's
         `traceparent`, goes as it came while the proxy does not trace."""
         if self._tracer is None:
-            return None if passed_on is None else (("traceparent", passed_on),)
+            return untraced() if passed_on is None else (("traceparent", passed_on),)
         span = trace.get_current_span()
         return traceparent(span) if span.get_span_context().is_valid else untraced()
 
     async def _lookup(
-        self, method: str, call: Callable[[LipSyncAsyncStub, Metadata | None], Awaitable[Reply]]
+        self,
+        method: str,
+        request: Request,
+        rpc: Callable[[LipSyncAsyncStub], grpc.aio.UnaryUnaryMultiCallable[Request, Reply]],
     ) -> Reply:
+        """`rpc`'s reply to `request` (`method` names it in the metrics), asked of another backend
+        once more when the first died under the call (UNAVAILABLE), within the one deadline."""
         metadata = self.metadata()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -105,8 +110,9 @@ class BackendClient:
         try:
             for attempt in range(2):
                 channel = await self.pool.channel(deadline, avoid=channel)
+                call = rpc(lipsync_pb2_grpc.LipSyncStub(channel))
                 try:
-                    return await call(lipsync_pb2_grpc.LipSyncStub(channel), metadata)
+                    return await call(request, timeout=deadline - loop.time(), metadata=metadata)
                 except grpc.aio.AioRpcError as exc:
                     if attempt or exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() >= deadline:
                         raise rpc_error(exc) from None
@@ -114,41 +120,27 @@ class BackendClient:
         finally:
             self._latency.observe((method,), time.perf_counter() - started)
 
-    async def list_models(self, *, probe: bool = False) -> list[lipsync_pb2.ModelInfo]:
-        """The models of one backend; raises BackendError. A `probe` (the health monitor's periodic
-        refresh) asks the server not to trace it."""
-        request = lipsync_pb2.ListModelsRequest()
+    async def list_models(self) -> list[lipsync_pb2.ModelInfo]:
+        """The models of one backend; raises BackendError."""
         reply = await self._lookup(
-            "ListModels",
-            lambda stub, metadata: stub.ListModels(
-                request, timeout=self.timeout_s, metadata=untraced() if probe else metadata
-            ),
+            "ListModels", lipsync_pb2.ListModelsRequest(), lambda stub: stub.ListModels
         )
         return list(reply.models)
 
     async def model_info(self, model_name: str) -> lipsync_pb2.ModelInfo:
         """One model's metadata; raises BackendError (NOT_FOUND for an unknown model)."""
         request = lipsync_pb2.GetModelMetadataRequest(model_name=model_name)
-        return await self._lookup(
-            "GetModelMetadata",
-            lambda stub, metadata: stub.GetModelMetadata(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetModelMetadata", request, lambda stub: stub.GetModelMetadata)
 
     async def video_frame(self, model_name: str, frame_id: int) -> lipsync_pb2.GetVideoFrameResponse:
         """One unmodified base frame; raises BackendError."""
         request = lipsync_pb2.GetVideoFrameRequest(model_name=model_name, frame_id=frame_id)
-        return await self._lookup(
-            "GetVideoFrame",
-            lambda stub, metadata: stub.GetVideoFrame(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetVideoFrame", request, lambda stub: stub.GetVideoFrame)
 
     async def model_audio(self, model_name: str) -> lipsync_pb2.GetModelAudioResponse:
         """The package's audio track as a WAV file; raises BackendError."""
         request = lipsync_pb2.GetModelAudioRequest(model_name=model_name)
-        return await self._lookup(
-            "GetModelAudio",
-            lambda stub, metadata: stub.GetModelAudio(request, timeout=self.timeout_s, metadata=metadata),
-        )
+        return await self._lookup("GetModelAudio", request, lambda stub: stub.GetModelAudio)
 
     async def speak(
         self, metadata: Metadata | None

@@ -1,15 +1,11 @@
 """The backends, one per address: the proxy's one resolver, health view and balancer.
 
-* Addresses: `GRPC_ADDR`'s names (a `dns:` target such as a Kubernetes headless Service, a single
-  host:port) are resolved again every `RESOLVE_INTERVAL_S`; IP addresses, the comma list's addresses
-  (resolved once at start) and a `unix:` socket are fixed (`lipsync_proxy.targets`).
-* Health: each address's grpc.health.v1 status of `lipsync.v1.LipSync` is watched on a gRPC channel
-  to exactly that address, never inferred from the last call. This one view routes the calls and is
-  what /health, /readyz and the metrics report.
-* Carriers: frames go on an HTTP/2 connection of the proxy's own to the address (`lipsync_proxy.http2`),
-  opened once it is SERVING and closed when it stops; every other call (the lookups, `Speak` streams)
-  goes on the address's gRPC channel.
-* Balancing: calls take the SERVING addresses in turn (round robin).
+The addresses come from `GRPC_ADDR` (`lipsync_proxy.targets`); those of a name are looked up again every
+`RESOLVE_INTERVAL_S`. Each address has a gRPC channel to exactly it, on which its grpc.health.v1 status
+is watched, never inferred from the last call: this one view routes the calls and is what /health,
+/readyz and the metrics report. A SERVING address also has an HTTP/2 connection of the proxy's own
+(`lipsync_proxy.http2`) for the frames; the lookups and `Speak` streams go on its channel. Calls take
+the SERVING addresses in turn.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -63,71 +60,31 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.enable_retries", 0),
 ]
 
+#: The IP addresses of a host name (`lipsync_proxy.app.resolve_host`).
 Resolver = Callable[[str], Awaitable[list[str]]]
-Report = Callable[[str], None]
 
 
-async def watch_health(channel: grpc.aio.Channel, name: str, report: Report) -> None:
-    """Follow the grpc.health.v1 status of `lipsync.v1.LipSync` at `channel`'s backend (`name` in the
-    logs) for as long as the task runs: `report(status)` with SERVING, NOT_SERVING (also while the
-    backend cannot be reached) or UNKNOWN (a backend without the health service, or a status of
-    another name)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-    known = False
-    while True:
-        delay = REWATCH_DELAY_S
-        try:
-            # The first watch fails at once when the backend cannot be reached (it is NOT_SERVING, not
-            # unknown); later ones wait for it to come back.
-            async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
-                known = True
-                report(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-            report(UNKNOWN)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                logger.warning("backend %s has no grpc.health.v1 service", name)
-                report(UNKNOWN)
-                delay = UNIMPLEMENTED_DELAY_S
-            elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                logger.debug("health watch of %s ended: %s %s", name, code.name, exc.details())
-                report(NOT_SERVING)
-            known = True
-        await asyncio.sleep(delay)
-
-
+@dataclass(eq=False, slots=True)
 class Backend:
     """One backend address: its health, its gRPC channel and its HTTP/2 connection."""
 
-    __slots__ = (
-        "address",
-        "channel",
-        "connecting",
-        "connection",
-        "error_count",
-        "name",
-        "retry_at",
-        "status",
-        "total_requests",
-        "watch",
-    )
+    #: GRPC_ADDR's name for it, with the IP address when that was a host name.
+    name: str
+    address: Address
+    status: str = UNKNOWN
+    channel: grpc.aio.Channel = field(init=False)
+    #: The connection frames go on; None while there is none open.
+    connection: Http2Connection | None = None
+    connecting: bool = False
+    retry_at: float = 0.0
+    watch: asyncio.Task[None] | None = None
+    #: Frames this address took, and those whose call failed (a status other than OK): the seed
+    #: Go proxy's per-backend `total_requests` and `error_count` on /health.
+    total_requests: int = 0
+    error_count: int = 0
 
-    def __init__(self, name: str, address: Address) -> None:
-        #: GRPC_ADDR's name for it, with the IP address when that was a host name.
-        self.name = name
-        self.address = address
-        self.status = UNKNOWN
-        self.channel = grpc.aio.insecure_channel(address.target, options=CHANNEL_OPTIONS)
-        #: The connection frames go on; None while there is none open.
-        self.connection: Http2Connection | None = None
-        self.connecting = False
-        self.retry_at = 0.0
-        self.watch: asyncio.Task[None] | None = None
-        #: Frames this address took, and those whose call failed (a status other than OK): the seed
-        #: Go proxy's per-backend `total_requests` and `error_count` on /health.
-        self.total_requests = 0
-        self.error_count = 0
+    def __post_init__(self) -> None:
+        self.channel = grpc.aio.insecure_channel(self.address.target, options=CHANNEL_OPTIONS)
 
     def count(self, frames: int, failed: bool) -> None:
         """A call that carried `frames` frames to this address is over."""
@@ -208,7 +165,7 @@ class BackendPool:
             picked = self.pick()
             if picked is not None:
                 return picked
-            await self._wait(deadline, any(b.serving for b in self.backends))
+            await self._wait(deadline)
 
     async def channel(self, deadline: float, avoid: grpc.aio.Channel | None = None) -> grpc.aio.Channel:
         """The gRPC channel of the next SERVING backend, another than `avoid` when there is one,
@@ -221,12 +178,12 @@ class BackendPool:
                 if backend.channel is avoid and len(serving) > 1:
                     backend = serving[(self._next + 1) % len(serving)]
                 return backend.channel
-            await self._wait(deadline, False)
+            await self._wait(deadline)
 
-    async def _wait(self, deadline: float, coming: bool) -> None:
-        """Wait for news until `deadline` while something may come (`coming`, or a backend whose status
-        is not known yet): UNAVAILABLE at once otherwise, DEADLINE_EXCEEDED at the deadline."""
-        if self._closed or not (coming or any(b.status == UNKNOWN for b in self.backends)):
+    async def _wait(self, deadline: float) -> None:
+        """Wait for news until `deadline` while a backend is SERVING (its connection is opening) or its
+        status is not known yet: UNAVAILABLE at once otherwise, DEADLINE_EXCEEDED at the deadline."""
+        if self._closed or not any(b.status in (SERVING, UNKNOWN) for b in self.backends):
             raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend is serving")
         now = asyncio.get_running_loop().time()
         if now >= deadline:
@@ -281,9 +238,37 @@ class BackendPool:
 
     async def _watch(self, backend: Backend) -> None:
         try:
-            await watch_health(backend.channel, backend.name, lambda status: self._set(backend, status))
+            await self._follow_health(backend)
         finally:
             await backend.channel.close()
+
+    async def _follow_health(self, backend: Backend) -> None:
+        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync`: SERVING, NOT_SERVING
+        (also while the backend cannot be reached) or UNKNOWN (a backend without the health service,
+        or a status of another name)."""
+        stub = health_pb2_grpc.HealthStub(backend.channel)
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        known = False
+        while True:
+            delay = REWATCH_DELAY_S
+            try:
+                # The first watch fails at once when the backend cannot be reached (it is NOT_SERVING,
+                # not unknown); later ones wait for it to come back.
+                async for reply in stub.Watch(request, timeout=WATCH_DEADLINE_S, wait_for_ready=known):
+                    known = True
+                    self._set(backend, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                self._set(backend, UNKNOWN)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    logger.warning("backend %s has no grpc.health.v1 service", backend.name)
+                    self._set(backend, UNKNOWN)
+                    delay = UNIMPLEMENTED_DELAY_S
+                elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    logger.debug("health watch of %s ended: %s %s", backend.name, code.name, exc.details())
+                    self._set(backend, NOT_SERVING)
+                known = True
+            await asyncio.sleep(delay)
 
     def _set(self, backend: Backend, status: str) -> None:
         previous = backend.status

@@ -13,57 +13,34 @@ from types import MappingProxyType
 
 import grpc
 
+from lipsync_proxy.protocol.errors import GRPC_STATUS_NAMES
+
 logger = logging.getLogger(__name__)
 
-#: The code each gRPC status becomes in an error reply: the status name for every code the
-#: SPEC's clients handle; codes a client cannot act on differently collapse into one of those.
+#: The codes a client cannot act on differently, collapsed into one the SPEC's clients handle; every
+#: other status keeps its own name in an error reply.
+_COLLAPSED: Mapping[grpc.StatusCode, str] = {
+    # The server gave up on the call (it is stopping or aborted it): trying again may work.
+    grpc.StatusCode.CANCELLED: "UNAVAILABLE",
+    grpc.StatusCode.ABORTED: "UNAVAILABLE",
+    # The server failed in a way the client cannot fix.
+    grpc.StatusCode.UNKNOWN: "INTERNAL",
+    grpc.StatusCode.UNIMPLEMENTED: "INTERNAL",
+    grpc.StatusCode.DATA_LOSS: "INTERNAL",
+    grpc.StatusCode.OK: "INTERNAL",
+}
+#: The code each gRPC status becomes in an error reply.
 WIRE_CODES: Mapping[grpc.StatusCode, str] = MappingProxyType(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
-        grpc.StatusCode.NOT_FOUND: "NOT_FOUND",
-        grpc.StatusCode.OUT_OF_RANGE: "OUT_OF_RANGE",
-        grpc.StatusCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
-        grpc.StatusCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
-        grpc.StatusCode.UNAVAILABLE: "UNAVAILABLE",
-        grpc.StatusCode.INTERNAL: "INTERNAL",
-        grpc.StatusCode.FAILED_PRECONDITION: "FAILED_PRECONDITION",
-        grpc.StatusCode.PERMISSION_DENIED: "PERMISSION_DENIED",
-        grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",
-        grpc.StatusCode.ALREADY_EXISTS: "ALREADY_EXISTS",
-        # The server gave up on the call (it is stopping or aborted it): trying again may work.
-        grpc.StatusCode.CANCELLED: "UNAVAILABLE",
-        grpc.StatusCode.ABORTED: "UNAVAILABLE",
-        # The server failed in a way the client cannot fix.
-        grpc.StatusCode.UNKNOWN: "INTERNAL",
-        grpc.StatusCode.UNIMPLEMENTED: "INTERNAL",
-        grpc.StatusCode.DATA_LOSS: "INTERNAL",
-        grpc.StatusCode.OK: "INTERNAL",
-    }
+    {status: _COLLAPSED.get(status, status.name) for status in grpc.StatusCode}
 )
 
-#: Codes whose gRPC details are the server's own safe message; for the others the details may be
-#: transport or library internals, so the client gets a generic text and the log gets the details.
-_DETAILS_ARE_SAFE = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.PERMISSION_DENIED,
-    }
-)
-
-_GENERIC_MESSAGES: Mapping[str, str] = MappingProxyType(
-    {
-        "UNAVAILABLE": "the lip-sync backend is unavailable",
-        "DEADLINE_EXCEEDED": "the lip-sync backend did not answer in time",
-        "INTERNAL": "the lip-sync backend failed",
-    }
-)
-
-
-_STATUS_BY_NUMBER: Mapping[int, grpc.StatusCode] = MappingProxyType({c.value[0]: c for c in grpc.StatusCode})
+#: What the client reads for the codes whose gRPC details may be transport or library internals (the
+#: log gets those); for every other code the details are the server's own message, safe to send.
+_GENERIC_MESSAGES = {
+    "UNAVAILABLE": "the lip-sync backend is unavailable",
+    "DEADLINE_EXCEEDED": "the lip-sync backend did not answer in time",
+    "INTERNAL": "the lip-sync backend failed",
+}
 
 
 def wire_code(status: grpc.StatusCode) -> str:
@@ -73,7 +50,7 @@ def wire_code(status: grpc.StatusCode) -> str:
 
 def status_of_number(number: int) -> grpc.StatusCode:
     """The gRPC status of a status code number (as `lipsync.v1.Error.code` carries); UNKNOWN if none."""
-    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode[GRPC_STATUS_NAMES.get(number, "UNKNOWN")]
 
 
 class ProxyError(Exception):
@@ -90,20 +67,16 @@ class BackendError(ProxyError):
 
     def __init__(self, status: grpc.StatusCode, details: str) -> None:
         code = wire_code(status)
-        safe = details if status in _DETAILS_ARE_SAFE and details else _GENERIC_MESSAGES.get(code, details)
-        super().__init__(code, safe or status.name.lower().replace("_", " "))
+        super().__init__(code, _GENERIC_MESSAGES.get(code, details) or status.name.lower().replace("_", " "))
         self.status = status
         self.details = details
 
 
-_SERVER_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
-
-
 def failure(code: grpc.StatusCode, details: str) -> BackendError:
     """The BackendError of a failed call or of a frame's own Error in a batch, its details logged: a
-    server failure at WARNING, the rest (the client's mistakes, an unreachable backend the health
-    watch reports anyway) at DEBUG."""
-    log = logger.warning if code in _SERVER_FAILURES else logger.debug
+    server failure (INTERNAL to the client) at WARNING, the rest (the client's mistakes, an unreachable
+    backend the health watch reports anyway) at DEBUG."""
+    log = logger.warning if WIRE_CODES[code] == "INTERNAL" else logger.debug
     log("gRPC call failed: %s %s", code.name, details)
     return BackendError(code, details)
 

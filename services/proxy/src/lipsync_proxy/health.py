@@ -37,12 +37,12 @@ class BackendMonitor:
         self.started_at = time.monotonic()
         self._list_models = list_models
         self._metrics = metrics
-        self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
 
     @property
     def serving(self) -> bool:
-        """True when at least one backend is SERVING."""
+        """Whether any backend is SERVING."""
         return self.pool.serving
 
     @property
@@ -65,15 +65,14 @@ class BackendMonitor:
 
     def start(self) -> None:
         """Start refreshing the model count (call from within the event loop)."""
-        self._tasks.append(asyncio.create_task(self._refresh_models(), name="refresh models"))
+        self._refresher = asyncio.create_task(self._refresh_models(), name="refresh models")
 
     async def close(self) -> None:
         """Stop refreshing."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._refresher is not None:
+            self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._refresher
 
     def changed(self, backend: Backend, previous: str) -> None:
         """The pool's news: `backend`'s status changed from `previous`."""

@@ -1,15 +1,8 @@
-"""`GRPC_ADDR` parsed into the sources of the backends' addresses (`lipsync_proxy.backends` follows them).
+"""`GRPC_ADDR` parsed into the sources of the backends' addresses, which `lipsync_proxy.backends` follows.
 
-`GRPC_ADDR` is one of:
-
-* a gRPC target URI of the schemes `dns:` (`dns:///lipsync-server-headless:50051`: the name is resolved
-  again as its addresses change, a Kubernetes headless Service), `ipv4:`/`ipv6:`
-  (`ipv4:10.0.0.1:50051,10.0.0.2:50051`) or `unix:` (`unix:/run/lipsync.sock`);
-* one `host:port`: a name is resolved again as with `dns:`;
-* a comma list `h1:p1,h2:p2`: each name is resolved once at start, so a list does not follow DNS
-  changes; use one `dns:///name:port` for a changing set of servers.
-
-Everything here is pure; the resolution itself is done by the caller.
+A source is a host name, resolved again and again (a `dns:` target, one `host:port`), or a fixed
+address (an IP address, `unix:`, and each of a comma list's addresses: its names are resolved once at
+start); the forms are listed in the proxy README. Pure: the caller resolves the names.
 """
 
 from __future__ import annotations
@@ -47,7 +40,11 @@ class Endpoint:
             return None
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return _host_port(self.host, self.port)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +56,7 @@ class GrpcAddr:
 
     @property
     def names(self) -> list[str]:
-        """Host names of a comma list that must be resolved before `channel_target` (none otherwise)."""
+        """The host names of a comma list, resolved once at start (`sources_of`); none otherwise."""
         if self.uri is not None or len(self.endpoints) == 1:
             return []
         return sorted({e.host for e in self.endpoints if e.ip_version is None})
@@ -104,20 +101,6 @@ def _parse_endpoint(entry: str) -> Endpoint:
     return Endpoint(host, int(port_text))
 
 
-def endpoint_addresses(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[tuple[Endpoint, str]]:
-    """Each endpoint with each of its IP addresses."""
-    pairs = []
-    for endpoint in addr.endpoints:
-        if endpoint.ip_version is not None:
-            pairs.append((endpoint, endpoint.host))
-            continue
-        ips = resolved.get(endpoint.host)
-        if not ips:
-            raise TargetError(f"{endpoint.host!r} was not resolved to any address")
-        pairs += [(endpoint, ip) for ip in ips]
-    return pairs
-
-
 @dataclass(frozen=True, slots=True)
 class Address:
     """One backend address: an IP address `host` and `port`, or the `path` of a Unix socket."""
@@ -129,9 +112,7 @@ class Address:
     @property
     def authority(self) -> str:
         """`host:port` (IPv6 in brackets), or `localhost` for a Unix socket: a call's `:authority`."""
-        if self.path:
-            return "localhost"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return "localhost" if self.path else _host_port(self.host, self.port)
 
     @property
     def target(self) -> str:
@@ -160,11 +141,16 @@ def sources_of(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[So
     Raises TargetError for a target scheme the proxy does not follow (xds, vsock, ...)."""
     if addr.uri is None:
         if len(addr.endpoints) == 1:
-            return _endpoint_sources(addr.endpoints[0])
-        return [
-            Source(str(e) if e.ip_version is not None else f"{e} ({ip})", fixed=Address(ip, e.port))
-            for e, ip in endpoint_addresses(addr, resolved)
-        ]
+            return [_source(addr.endpoints[0])]
+        sources = []
+        for e in addr.endpoints:
+            if e.ip_version is not None:
+                sources.append(_source(e))
+            elif ips := resolved.get(e.host):
+                sources += [Source(f"{e} ({ip})", fixed=Address(ip, e.port)) for ip in ips]
+            else:
+                raise TargetError(f"{e.host!r} was not resolved to any address")
+        return sources
     scheme, _, rest = addr.uri.partition(":")
     scheme = scheme.lower()
     if scheme == "unix":
@@ -175,20 +161,14 @@ def sources_of(addr: GrpcAddr, resolved: Mapping[str, Sequence[str]]) -> list[So
     if scheme == "dns":
         # dns:[//authority/]host:port; grpc's default port of 443 is no backend's.
         name = rest.split("/")[-1] if rest.startswith("//") else rest
-        return _endpoint_sources(_one_endpoint(name))
+        return [_source(_parse_endpoint(name.strip()))]
     if scheme in ("ipv4", "ipv6"):
-        return [source for entry in rest.split(",") for source in _endpoint_sources(_one_endpoint(entry))]
+        return [_source(_parse_endpoint(entry.strip())) for entry in rest.split(",")]
     raise TargetError(f"the {scheme}: scheme is not supported; use dns:, ipv4:, ipv6:, unix: or host:port")
 
 
-def _one_endpoint(text: str) -> Endpoint:
-    parsed = parse_grpc_addr(text)
-    if parsed.uri is not None or len(parsed.endpoints) != 1:
-        raise TargetError(f"{text!r} is not one host:port")
-    return parsed.endpoints[0]
-
-
-def _endpoint_sources(endpoint: Endpoint) -> list[Source]:
+def _source(endpoint: Endpoint) -> Source:
+    """A host name, resolved again and again, or a fixed IP address."""
     if endpoint.ip_version is None:
-        return [Source(str(endpoint), endpoint.host, endpoint.port)]
-    return [Source(str(endpoint), fixed=Address(endpoint.host, endpoint.port))]
+        return Source(str(endpoint), endpoint.host, endpoint.port)
+    return Source(str(endpoint), fixed=Address(endpoint.host, endpoint.port))

@@ -13,34 +13,17 @@ from types import MappingProxyType
 #: Request ids as they appear in messages: the JSON ``"id"`` (string or integer) or a v2 request id.
 RequestId = str | int
 
-#: gRPC status names and numbers (grpc/status.h). The JSON replies carry the name, the v2 binary
-#: replies the number; this is the one place that maps between them.
+#: gRPC status names in the order of their numbers (grpc/status.h). The JSON replies carry the name,
+#: the v2 binary replies the number; this is the one place that maps between them.
+_STATUS_NAMES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+)  # fmt: skip
+GRPC_STATUS_NAMES: Mapping[int, str] = MappingProxyType(dict(enumerate(_STATUS_NAMES)))
 GRPC_STATUS_CODES: Mapping[str, int] = MappingProxyType(
-    {
-        "OK": 0,
-        "CANCELLED": 1,
-        "UNKNOWN": 2,
-        "INVALID_ARGUMENT": 3,
-        "DEADLINE_EXCEEDED": 4,
-        "NOT_FOUND": 5,
-        "ALREADY_EXISTS": 6,
-        "PERMISSION_DENIED": 7,
-        "RESOURCE_EXHAUSTED": 8,
-        "FAILED_PRECONDITION": 9,
-        "ABORTED": 10,
-        "OUT_OF_RANGE": 11,
-        "UNIMPLEMENTED": 12,
-        "INTERNAL": 13,
-        "UNAVAILABLE": 14,
-        "DATA_LOSS": 15,
-        "UNAUTHENTICATED": 16,
-    }
+    {name: number for number, name in GRPC_STATUS_NAMES.items()}
 )
-
-#: The inverse of :data:`GRPC_STATUS_CODES`.
-GRPC_STATUS_NAMES: Mapping[int, str] = MappingProxyType({v: k for k, v in GRPC_STATUS_CODES.items()})
-
-INVALID_ARGUMENT = "INVALID_ARGUMENT"
 
 
 class ProtocolError(Exception):
@@ -53,7 +36,7 @@ class ProtocolError(Exception):
     """
 
     def __init__(
-        self, message: str, *, request_id: RequestId | None = None, code: str = INVALID_ARGUMENT
+        self, message: str, *, request_id: RequestId | None = None, code: str = "INVALID_ARGUMENT"
     ) -> None:
         super().__init__(message)
         self.code = code
