@@ -73,8 +73,9 @@ def _slow(f: Figures) -> tuple[str, str, str]:
         f"{f['slow_clients']} clients that stop reading (4 KiB receive buffer)",
         f"{f['requests_sent_by_slow_clients']:,} requests asking for "
         f"{f['replies_they_asked_for_mib']} MiB of frames, and one normal client",
-        f"proxy RSS +{f['proxy_rss_growth_mib']} MiB (bound {f['proxy_rss_bound_mib']} MiB; a second "
-        f"wave +{f['proxy_rss_growth_second_wave_mib']} MiB); the slow clients dropped "
+        f"proxy RSS +{f['proxy_rss_growth_mib']} MiB (bound {f['proxy_rss_bound_mib']} MiB; after they "
+        f"were dropped {f['proxy_rss_after_drop_mib']} MiB, and a second wave "
+        f"+{f['proxy_rss_second_wave_over_start_mib']} MiB over the start); the slow clients dropped "
         f"{f['slow_clients_dropped_after_s']} s after they stalled (ping interval 2 s); the normal "
         f"client {_ms(before)} before, {_ms(during)} during, {_codes(f['other_client_codes'])}",
     )

@@ -76,7 +76,8 @@ async def test_clients_that_stop_reading_cost_bounded_memory_and_others_do_not_n
         )
         dropped_s = round(time.monotonic() - stalled, 2)
         rss_after = rss_kib(proxy.pid)
-        # A second wave reuses what the first one freed: the memory is bounded, not leaked.
+        # A second wave: what the first one held was freed (kept by the heap or given back to the
+        # kernel once idle), so both waves together stay within one wave's bound.
         for client in slow:
             client.close()
         slow = [RawClient.open(proxy.port, receive_buffer=4096) for _ in range(slow_count)]
@@ -108,7 +109,7 @@ async def test_clients_that_stop_reading_cost_bounded_memory_and_others_do_not_n
         proxy_rss_growth_mib=round(growth_mib, 1),
         proxy_rss_bound_mib=round(bound_mib, 1),
         proxy_rss_after_drop_mib=round(rss_after / 1024, 1),
-        proxy_rss_growth_second_wave_mib=round((second_peak - rss_after) / 1024, 1),
+        proxy_rss_second_wave_over_start_mib=round((second_peak - rss_before) / 1024, 1),
         slow_clients_dropped_after_s=dropped_s,
         stall_patience_s=4,
         other_client_before=latency_before,
@@ -119,7 +120,7 @@ async def test_clients_that_stop_reading_cost_bounded_memory_and_others_do_not_n
     )
 
     assert growth_mib < bound_mib
-    assert (second_peak - rss_after) / 1024 < bound_mib / 2
+    assert (second_peak - rss_before) / 1024 < bound_mib
     assert sent > slow_count * MAX_INFLIGHT
     assert codes(during.outcomes) == {OK: len(during.outcomes)}
     assert latency_during["p99_ms"] < max(5 * latency_before["p99_ms"], 100 * TIME_UNIT)
