@@ -4,10 +4,10 @@
         [--output docs/performance.md] [--json artifacts/bench.json] [--from-json FILE]
 
 - proxy: the proxy (v1 and v2) as deployed (the `OTEL_*` settings compose ships, exporting to the
-  project's OTLP sink), and v1 with tracing off and with every frame sampled, side by side with the
-  direct unary and direct streaming callers, against the fixed-payload benchmark backend: C = 1, 8, 64
-  connections at 0 ms and 17 ms backend delay, and one connection pipelining 8 requests against the
-  17 ms backend;
+  project's OTLP sink, and its logging: a line per frame), and v1 with tracing off and with every
+  frame sampled, side by side with the direct unary and direct streaming callers, against the
+  fixed-payload benchmark backend: C = 1, 8, 64 connections at 0 ms and 17 ms backend delay, and one
+  connection pipelining 8 requests against the 17 ms backend;
 - idle: the proxy's memory for 1,000 idle WebSocket connections;
 - e2e: wss through nginx (TLS) and the proxy, against the proxy alone and direct unary calls;
 - viewers: how many 25 FPS viewers one proxy and one lipsync-server hold at p99 < 100 ms;
@@ -123,7 +123,7 @@ class Bench:
                 ):
                     proxies = {
                         suffix: stack.enter_context(
-                            ProxyProcess(self.work_dir, grpc_addr=backend.address, otel=otel)
+                            ProxyProcess(self.work_dir, grpc_addr=backend.address, otel=otel, frame_log=True)
                         )
                         for suffix, otel in tracing.items()
                     }

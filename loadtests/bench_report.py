@@ -208,9 +208,12 @@ def proxy_section(results: Results) -> str:
         f" Each row is the median run (by frames/s) of {results.get('settings', {}).get('rounds', 1)}, the"
         " six clients taking turns. `proxy v1` and `proxy v2` are the proxy as deployed: with the `OTEL_*`"
         f" settings compose ships ({_otel(results.get('proxy_tracing', {}).get('', {}))}), exporting to"
-        " the project's OTLP sink (`deploy/otlp-sink`); `proxy v1 tracing off` has no `OTEL_*` variable,"
+        " the project's OTLP sink (`deploy/otlp-sink`), and logging as compose ships it (level info, text,"
+        " the seed's line per frame, here into a file); `proxy v1 tracing off` has no `OTEL_*` variable,"
         " `proxy v1 always_on` samples every frame"
-        f" ({results.get('proxy_spans_exported', 'an unknown number of')} proxy spans reached the sink).",
+        f" ({results.get('proxy_spans_exported', 'an unknown number of')} proxy spans reached the sink)."
+        " The deployments' per-client rate limits are left out: every connection here comes from one"
+        " address.",
     ]
     for delay in sorted({run.get("labels", {}).get("delay_ms", 0.0) for run in runs}):
         rows = []
@@ -237,7 +240,7 @@ def proxy_section(results: Results) -> str:
         " One row by hand, e.g. 64 connections through the proxy:",
         "```sh\n"
         ".venv/bin/python -m loadtests.backend --port 50061 --delay-ms 0 &\n"
-        ".venv/bin/lipsync-proxy -ws-port 8086 -grpc-addr 127.0.0.1:50061 --quiet-frames &\n"
+        ".venv/bin/lipsync-proxy -ws-port 8086 -grpc-addr 127.0.0.1:50061 2> proxy.log &\n"
         ".venv/bin/python -m loadtests.wsload --url ws://127.0.0.1:8086/ws --protocol v1 -c 64 -d 1 \\\n"
         "    --duration 5 --proxy-pid $(pgrep -f lipsync-proxy) --backend-pid $(pgrep -f loadtests.backend)\n"
         ".venv/bin/python -m loadtests.direct --addr 127.0.0.1:50061 --mode unary -c 64 --duration 5\n"

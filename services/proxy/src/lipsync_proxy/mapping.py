@@ -47,8 +47,11 @@ OK = "OK"
 
 
 def _log_frame(model_name: str, frame_id: int, grpc_s: float, total_s: float, size: int) -> None:
-    # The seed's line, with the same fields.
-    logger.info(
+    # The seed's line, with the same fields. It is written at the event loop's next turn, so after the
+    # reply has left: the client does not wait for the log's write. (The line keeps the context it was
+    # made in, hence the request span's ids.)
+    asyncio.get_running_loop().call_soon(
+        logger.info,
         "%s frame %d: grpc=%.1fms total=%.1fms size=%s bytes",
         model_name,
         frame_id,
