@@ -4,7 +4,7 @@
         [--output docs/performance.md] [--json artifacts/bench.json] [--from-json FILE]
 
 - proxy: the proxy (v1 and v2) as deployed (the `OTEL_*` settings compose ships, exporting to the
-  project's OTLP sink, and its logging: a line per frame), and v1 with tracing off and with every
+  project's OTLP sink, and no log line per frame), and v1 with tracing off and with every
   frame sampled, side by side with the direct unary and direct streaming callers, against the
   fixed-payload benchmark backend: C = 1, 8, 64 connections at 0 ms and 17 ms backend delay, and one
   connection pipelining 8 requests against the 17 ms backend;
@@ -123,7 +123,7 @@ class Bench:
                 ):
                     proxies = {
                         suffix: stack.enter_context(
-                            ProxyProcess(self.work_dir, grpc_addr=backend.address, otel=otel, frame_log=True)
+                            ProxyProcess(self.work_dir, grpc_addr=backend.address, otel=otel)
                         )
                         for suffix, otel in tracing.items()
                     }

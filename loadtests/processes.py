@@ -219,14 +219,12 @@ def deployed_otel(endpoint: str) -> dict[str, str]:
 
 @dataclass
 class ProxyProcess(Process):
-    """`lipsync-proxy` on 127.0.0.1 in front of `grpc_addr`."""
+    """`lipsync-proxy` on 127.0.0.1 in front of `grpc_addr`, without its per-frame log line (as deployed)."""
 
     grpc_addr: str = ""
     extra_args: tuple[str, ...] = ()
     #: The proxy's `OTEL_*` variables, instead of any this process has: none, tracing off.
     otel: Mapping[str, str] = field(default_factory=dict)
-    #: Log as the deployments do (level info, the seed's line per frame), rather than warnings only.
-    frame_log: bool = False
 
     @property
     def ws_url(self) -> str:
@@ -245,7 +243,9 @@ class ProxyProcess(Process):
             str(self.port),
             "-grpc-addr",
             self.grpc_addr,
-            *(() if self.frame_log else ("--log-level", "warning", "--quiet-frames")),
+            "--log-level",
+            "warning",
+            "--quiet-frames",
             *self.extra_args,
         ]
 

@@ -66,3 +66,14 @@ def test_a_proxy_gets_only_the_otel_variables_it_is_given(
     assert not [name for name in ProxyProcess(tmp_path).environment() if name.startswith("OTEL_")]
     traced = ProxyProcess(tmp_path, otel={"OTEL_TRACES_SAMPLER": "always_off"}).environment()
     assert {k: v for k, v in traced.items() if k.startswith("OTEL_")} == {"OTEL_TRACES_SAMPLER": "always_off"}
+
+
+def test_the_benchmarked_proxy_logs_no_line_per_frame_as_the_deployments_ship_it(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    env_file = (repo / "deploy/compose/.env").read_text()
+    assert "\nPROXY_QUIET_FRAMES=true\n" in env_file
+    compose = (repo / "deploy/compose/compose.yaml").read_text()
+    assert "PROXY_QUIET_FRAMES: ${PROXY_QUIET_FRAMES:-true}" in compose
+    k8s = (repo / "deploy/k8s/proxy-deployment.yaml").read_text()
+    assert '- name: PROXY_QUIET_FRAMES\n              value: "true"' in k8s
+    assert "--quiet-frames" in ProxyProcess(tmp_path).command()
