@@ -256,6 +256,7 @@ class FakeLipSync(lipsync_pb2_grpc.LipSyncServicer):
         """One frame per 40 ms of audio, sent as soon as the audio is in (no fps pacing)."""
         self.calls["Speak"] += 1
         self.active["Speak"] += 1
+        self.traceparents.append(traceparent_of(context))
         try:
             start: lipsync_pb2.SpeakStart | None = None
             pending = 0

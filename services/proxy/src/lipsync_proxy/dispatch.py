@@ -16,12 +16,11 @@ connection to a SERVING backend (`lipsync_proxy.backends` picks which, in turn):
 A frame keeps its deadline (`--timeout`: the call carries `grpc-timeout` and is reset at it) and its
 cancellation at the server: a call is reset once every frame in it has been given up.
 
-Tracing follows the frame without changing its path. A call that carries sampled frames gets a CLIENT
-span, the child of one frame's request span and linked to the others', and sends its context as the
-call's `traceparent`, so the server continues that trace. A frame whose client sent a sampled trace
-context of its own is the parent of its call, and no call carries two such frames: each is traced end
-to end. Any other call sends a `traceparent` whose sampled flag is off, so the server does not trace
-it either.
+Tracing follows the frame without changing its path. A call that carries sampled frames sends one of
+their request spans as its `traceparent`, so the server continues that frame's trace; the call's other
+sampled frames get a link to that span. A frame whose client sent a sampled trace context of its own is
+the one whose span goes, and no call carries two such frames: each is traced end to end. Any other
+call sends a `traceparent` whose sampled flag is off, so the server does not trace it either.
 """
 
 from __future__ import annotations
@@ -36,10 +35,9 @@ from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
-from opentelemetry.trace import Link, Span, Tracer
+from opentelemetry.trace import Span, Tracer
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy import spans
 from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.errors import BackendError, failure
 from lipsync_proxy.http2 import CallError
@@ -129,8 +127,8 @@ class FrameDispatcher:
         record: Callable[[str, int, float], None] = lambda method, frames, seconds: None,
     ) -> None:
         """`record(method, frames, seconds)` is told of every call once it is over: the method
-        ("Infer" or "InferBatch"), the frames it carried and how long it took. `tracer` makes the
-        client spans of calls that carry sampled frames."""
+        ("Infer" or "InferBatch"), the frames it carried and how long it took. `tracer`: the proxy's,
+        when it traces."""
         self.timeout_s = timeout_s
         self.max_batch = max_batch
         self._pool = pool
@@ -217,8 +215,7 @@ class FrameDispatcher:
         method = INFER_BATCH_METHOD if batch else INFER_METHOD
         request = encode_batch([frame.request for frame in frames]) if batch else frames[0].request
         deadline = min(frame.deadline for frame in frames)
-        span = self._client_span(method, frames)
-        metadata = self._metadata(span, frames)
+        metadata = self._metadata(frames)
         started = time.perf_counter()
         try:
             reply = await self._send(method, request, len(frames), metadata, deadline)
@@ -231,22 +228,16 @@ class FrameDispatcher:
                     grpc.StatusCode.INTERNAL, f"InferBatch answered {len(items)} of {len(frames)} frames"
                 )
         except BackendError as error:
-            _end(span, error.status)
             for frame in frames:
                 frame.fail(error)
             return
         except (WireError, DecodeError) as exc:
-            _end(span, grpc.StatusCode.INTERNAL)
             malformed = BackendError(grpc.StatusCode.INTERNAL, f"malformed reply of {method}: {exc}")
             for frame in frames:
                 frame.fail(malformed)
             return
-        except asyncio.CancelledError:
-            _end(span, grpc.StatusCode.CANCELLED)
-            raise
         finally:
             self._record("InferBatch" if batch else "Infer", len(frames), time.perf_counter() - started)
-        _end(span, grpc.StatusCode.OK)
         for frame, item in zip(frames, items, strict=True):
             frame.resolve(item)
 
@@ -283,27 +274,23 @@ class FrameDispatcher:
                 return answer
         raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend took the call")
 
-    def _metadata(self, span: Span | None, frames: list[_Frame]) -> Metadata:
-        if span is not None:
-            return traceparent(span)
+    def _metadata(self, frames: list[_Frame]) -> Metadata:
+        """The call's trace context (see the module's docstring)."""
+        sampled = [frame.span for frame in frames if frame.span is not None]
+        if sampled:
+            owners = [frame.span for frame in frames if frame.own_trace and frame.span is not None]
+            parent = owners[0] if owners else sampled[0]
+            context = parent.get_span_context()
+            for span in sampled:
+                if span is not parent:
+                    span.add_link(context)
+            return traceparent(parent)
         if self._tracer is None:
             # The proxy does not trace: a client's sampled context goes on as it came.
             for frame in frames:
                 if frame.own_trace and frame.traceparent is not None:
                     return (("traceparent", frame.traceparent),)
         return untraced()
-
-    def _client_span(self, method: str, frames: list[_Frame]) -> Span | None:
-        """The CLIENT span of a call that carries sampled frames (see the module's docstring)."""
-        if self._tracer is None:
-            return None
-        sampled = [frame.span for frame in frames if frame.span is not None]
-        if not sampled:
-            return None
-        owners = [frame.span for frame in frames if frame.own_trace and frame.span is not None]
-        parent = owners[0] if owners else sampled[0]
-        links = [Link(span.get_span_context()) for span in sampled if span is not parent]
-        return spans.client(self._tracer, method, parent, {"lipsync.frames": len(frames)}, links)
 
     async def close(self) -> None:
         """Give up every frame still under way."""
@@ -316,11 +303,6 @@ class FrameDispatcher:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _end(span: Span | None, status: grpc.StatusCode) -> None:
-    if span is not None:
-        spans.end_client(span, status)
 
 
 def _parse(data: bytearray | memoryview) -> Reply:

@@ -180,7 +180,7 @@ def start_v1_frame(state: ProxyState, message: bytes, started: float) -> Reply |
         return request
     span = None
     if state.tracer is not None:
-        attributes = spans.frame_attributes("v1", request.model_name, request.frame_id, _v1_mode(request))
+        attributes = spans.frame_attributes(request.model_name, request.frame_id, _v1_mode(request))
         span = spans.start(state.tracer, V1_FRAME, started, None, attributes)
     if state.overloaded:
         error = overloaded_error(state)
@@ -294,8 +294,8 @@ def _binary_probe(state: ProxyState, request: json_messages.BinaryProbe, started
 def _json_attributes(request: json_messages.JsonRequest) -> dict[str, AttributeValue]:
     """The span attributes of a JSON request: what it names of model, frame and output mode."""
     if isinstance(request, json_messages.InferenceRequest):
-        return spans.frame_attributes("json", request.model_name, request.frame_id, request.output_mode)
-    attributes: dict[str, AttributeValue] = {spans.PROTOCOL: "json"}
+        return spans.frame_attributes(request.model_name, request.frame_id, request.output_mode)
+    attributes: dict[str, AttributeValue] = {}
     if isinstance(
         request,
         json_messages.GetMetadataRequest | json_messages.GetVideoFrameRequest | json_messages.GetAudioRequest,
@@ -492,7 +492,7 @@ async def v2_infer(state: ProxyState, request: v2.InferRequest, started: float) 
     reply = _v2_infer(state, request, started)
     if state.tracer is None:
         return await reply
-    attributes = spans.frame_attributes("v2", request.model_name, request.frame_id, request.output_mode)
+    attributes = spans.frame_attributes(request.model_name, request.frame_id, request.output_mode)
     return await spans.traced(state.tracer, V2_INFER, started, request.traceparent, attributes, reply)
 
 

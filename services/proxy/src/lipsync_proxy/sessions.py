@@ -15,8 +15,8 @@ a frame the viewer has no credit for before rendering it instead of queueing it 
 JPEG sessions (neither flag) run exactly as they did: their credits stay in the proxy.
 
 A session counts the frames its audio asked for (each frame the backend streamed, or that frame's
-error) and those it delivered; while tracing is on it runs inside its own span, the parent of the
-`Speak` stream's client span, whose context the stream carries to the server.
+error) and those it delivered; while tracing is on it runs inside its own span, whose context the
+`Speak` stream carries to the server.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Audio a session may have waiting for its gRPC stream: about 32 s of 16 kHz PCM16.
 MAX_QUEUED_AUDIO_BYTES = 1 << 20
-SPEAK_METHOD = "/lipsync.v1.LipSync/Speak"
 
 _PROTO_ACTIONS = {
     v2.SessionAction.INTERRUPT: lipsync_pb2.SpeakControl.ACTION_INTERRUPT,
@@ -65,8 +64,6 @@ class SpeakSession:
         self.credits = start.credits
         #: Set once SESSION_END is being sent: a CANCEL that arrives later has nothing to cancel.
         self.ended = False
-        #: How the `Speak` stream ended, for its client span.
-        self.status = grpc.StatusCode.OK
         #: Frames the backend streamed (images or per-frame errors) and images sent to the client.
         self.frames_requested = 0
         self.frames_delivered = 0
@@ -143,16 +140,13 @@ class SpeakSession:
         if tracer is None:
             # The client's trace context goes to the server as it came.
             return await self._serve(self._state.backend.metadata(start.traceparent))
-        attributes = spans.frame_attributes("v2", start.model_name, start.start_frame_id, start.output_mode)
+        attributes = spans.frame_attributes(start.model_name, start.start_frame_id, start.output_mode)
         with spans.request_span(
             tracer, "v2_session", time.perf_counter(), start.traceparent, attributes
         ) as span:
-            client = spans.client(tracer, SPEAK_METHOD, span, {}) if span.is_recording() else None
             try:
-                code = await self._serve(untraced() if client is None else traceparent(client))
+                code = await self._serve(traceparent(span) if span.is_recording() else untraced())
             finally:
-                if client is not None:
-                    spans.end_client(client, self.status)
                 span.set_attributes(
                     {
                         spans.FRAMES_REQUESTED: self.frames_requested,
@@ -164,12 +158,10 @@ class SpeakSession:
             return code
 
     async def _serve(self, metadata: Metadata | None) -> str:
-        self.status = grpc.StatusCode.CANCELLED
         try:
             call = await self._state.backend.speak(metadata)
         except BackendError as exc:
             self.ended = True
-            self.status = exc.status
             await self._send(v2.encode_session_end(self.id, exc.code, exc.message))
             return exc.code
         writer = asyncio.create_task(self._write(call))
@@ -192,7 +184,6 @@ class SpeakSession:
                 if not response.frame.HasField("error"):
                     self.frames_delivered += 1
         except grpc.aio.AioRpcError as exc:
-            self.status = exc.code()
             error = BackendError(exc.code(), exc.details() or "")
             logger.info("session %d ended: %s %s", self.id, exc.code().name, exc.details())
             code, message = error.code, error.message
@@ -202,8 +193,6 @@ class SpeakSession:
             self._room.set()
             writer.cancel()
             call.cancel()
-        if code == "OK":
-            self.status = grpc.StatusCode.OK
         self.ended = True
         await self._send(v2.encode_session_end(self.id, code, message))
         return code

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
-import grpc
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 from websockets.exceptions import ConnectionClosed
@@ -25,7 +24,6 @@ from lipsync_proxy.protocol.fields import OutputMode
 # The attributes of the proxy's spans.
 MODEL = "lipsync.model"
 FRAME_ID = "lipsync.frame_id"
-PROTOCOL = "lipsync.protocol"
 OUTPUT_MODE = "lipsync.output_mode"
 REPLY_BYTES = "lipsync.reply_bytes"
 CODE = "lipsync.code"
@@ -42,11 +40,10 @@ _W3C = TraceContextTextMapPropagator()
 SizedReply = TypeVar("SizedReply", bound=str | bytes | memoryview)
 
 
-def frame_attributes(
-    protocol: str, model_name: str, frame_id: int, output_mode: OutputMode
-) -> dict[str, AttributeValue]:
-    """The attributes of a request for a frame, known once it is decoded."""
-    return {PROTOCOL: protocol, MODEL: model_name, FRAME_ID: frame_id, OUTPUT_MODE: output_mode.value}
+def frame_attributes(model_name: str, frame_id: int, output_mode: OutputMode) -> dict[str, AttributeValue]:
+    """The attributes of a request for a frame, known once it is decoded. (Which protocol it came in is
+    the span's name: `ws v1_frame` v1, `ws v2_*` v2, any other JSON.)"""
+    return {MODEL: model_name, FRAME_ID: frame_id, OUTPUT_MODE: output_mode.value}
 
 
 def set_code(span: Span, code: str) -> None:
@@ -76,11 +73,10 @@ def start(
     parent = None if traceparent is None else _W3C.extract({"traceparent": traceparent})
     # Spans take wall-clock start times; `started` is monotonic.
     start_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
-    span = tracer.start_span(f"ws {name}", parent, SpanKind.SERVER, start_time=start_ns)
-    if span.is_recording():
-        # Only now: most requests' spans are not sampled.
-        span.set_attributes({**attributes, CODE: OK})
-    return span
+    # An unsampled span ignores its attributes.
+    return tracer.start_span(
+        f"ws {name}", parent, SpanKind.SERVER, {**attributes, CODE: OK}, start_time=start_ns
+    )
 
 
 def end(span: Span, code: str, reply: str | bytes | memoryview) -> None:
@@ -89,29 +85,6 @@ def end(span: Span, code: str, reply: str | bytes | memoryview) -> None:
         if code != OK:
             set_code(span, code)
         span.set_attribute(REPLY_BYTES, reply_size(reply))
-    span.end()
-
-
-def client(
-    tracer: Tracer,
-    method: str,
-    parent: Span,
-    attributes: Mapping[str, AttributeValue],
-    links: Sequence[Link] = (),
-) -> Span:
-    """A CLIENT span of a gRPC call of `method` (`/package.Service/Method`) made for `parent`."""
-    service, name = method[1:].rsplit("/", 1)
-    standard = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-    return tracer.start_span(
-        method, set_span_in_context(parent), SpanKind.CLIENT, standard | dict(attributes), links=links
-    )
-
-
-def end_client(span: Span, status: grpc.StatusCode) -> None:
-    """End a CLIENT span with how its call ended: ERROR for any status but OK."""
-    span.set_attribute("rpc.grpc.status_code", status.value[0])
-    if status is not grpc.StatusCode.OK:
-        span.set_status(Status(StatusCode.ERROR, status.name))
     span.end()
 
 
