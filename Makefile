@@ -22,7 +22,7 @@ $(BIN)/activate: requirements-dev.txt services/*/requirements*.txt services/*/py
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt \
 	  -r services/lipsync-server/requirements.txt -r services/proxy/requirements.txt \
-	  -e protos/python -e services/common -e services/lipsync-server -e services/proxy -e services/client \
+	  -e protos/python -e services/common -e services/lipsync-server -e services/proxy -e services/protocol \
 	  -e deploy/otlp-sink
 	touch $@
 
@@ -56,7 +56,7 @@ test: $(BIN)/activate ## Run every test
 lint: $(BIN)/activate deploy-lint ## ruff, ruff format --check, mypy --strict, and the deploy linters
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/mypy services/common/src services/lipsync-server/src services/proxy/src services/client/src \
+	$(BIN)/mypy services/common/src services/lipsync-server/src services/proxy/src services/protocol/src \
 	  deploy/otlp-sink/src deploy/smoke deploy/scripts deploy/tests loadtests
 
 fmt: $(BIN)/activate ## Format and fix what ruff can

@@ -29,8 +29,8 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.fields import OutputMode
+from lipsync_protocol import v2
+from lipsync_protocol.fields import OutputMode
 from loadtests.processes import ProxyProcess, ServerProcess
 from loadtests.procstat import load_average
 

@@ -25,8 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_protocol import v2
+from lipsync_protocol.errors import ProtocolError
 from loadtests.cli import add_plan_arguments, plan_from, report, watched_from
 from loadtests.driver import (
     BAD_REPLY,

@@ -28,8 +28,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_protocol import v2
+from lipsync_protocol.errors import ProtocolError
 from loadtests.chaos.ledger import OK, WRONG, Ledger, Outcome
 
 #: WebSocket close codes: a proxy shutting down (the client should reconnect), an abnormal loss.

@@ -20,8 +20,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from lipsync_proxy.protocol import v2
-from lipsync_proxy.protocol.fields import Bounds, OutputMode, Timings
+from lipsync_protocol import v2
+from lipsync_protocol.fields import Bounds, OutputMode, Timings
 
 
 def sized_jpeg(size: int) -> bytes:

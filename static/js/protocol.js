@@ -5,7 +5,7 @@
  * Pure: plain values in, bytes or text out, and back. No sockets here; `connection.js` moves what
  * this module makes. The encoders refuse (RangeError / TypeError) anything the proxy would refuse,
  * and `decodeServerMessage` throws ProtocolError for anything that is not a valid server message,
- * with the same rules as the proxy's own Python codec (`lipsync_proxy.protocol.v2`).
+ * with the same rules as the proxy's own Python codec (`lipsync_protocol.v2`).
  *
  * @module protocol
  */

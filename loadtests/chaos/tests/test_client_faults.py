@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from lipsync_client import v1, v2
 from lipsync_common.waiting import TIME_UNIT
+from lipsync_protocol import v1, v2
 from loadtests.chaos.clients import RawClient, V2Connection, closed_loop, open_loop
 from loadtests.chaos.ledger import OK, Ledger, Outcome, codes, latency_summary
 from loadtests.chaos.stack import DoubleProcess, double_stats, proxy_metric

@@ -16,8 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from lipsync_client import v1, v2
 from lipsync_common.waiting import TIME_UNIT
+from lipsync_protocol import v1, v2
 from lipsync_protos.lipsync.v1 import lipsync_pb2 as pb
 from lipsync_protos.lipsync.v1 import lipsync_pb2_grpc
 from loadtests.chaos.clients import is_jpeg

@@ -18,9 +18,7 @@ import atheris  # type: ignore[import-untyped]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Instrument the codecs (and the checks) so libFuzzer sees which branches an input reaches.
-with atheris.instrument_imports(
-    include=["lipsync_proxy.protocol", "lipsync_proxy.http2", "protocol_targets"]
-):
+with atheris.instrument_imports(include=["lipsync_protocol", "lipsync_proxy.http2", "protocol_targets"]):
     from protocol_targets import TARGETS
 
 

@@ -23,10 +23,9 @@ from types import MappingProxyType
 
 import grpc
 
-from lipsync_client import v1, v2
+from lipsync_protocol import json_messages, v1, v2
+from lipsync_protocol.errors import GRPC_STATUS_CODES, ProtocolError
 from lipsync_proxy import http2
-from lipsync_proxy.protocol import json_messages
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
 
 
 def check_error(error: ProtocolError, *, binary: bool = True) -> None:

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, eventually
+from lipsync_protocol import v2
 from lipsync_proxy import backends
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
 from lipsync_proxy.errors import StartupError

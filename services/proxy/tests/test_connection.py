@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, eventually
+from lipsync_protocol import v2
 
 from .doubles import double_stats, frame_id_of
 from .processes import DoubleProcess, ProxyProcess, http_get, v1_request

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT
+from lipsync_protocol import v2
 
 from .processes import ProxyProcess, v1_request
 

@@ -7,8 +7,8 @@ import logging
 import grpc
 import pytest
 
+from lipsync_protocol.errors import GRPC_STATUS_CODES
 from lipsync_proxy.errors import WIRE_CODES, BackendError, failure, status_of_number, wire_code
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES
 
 SPEC_CODES = {
     "NOT_FOUND",

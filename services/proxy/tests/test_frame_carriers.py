@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, wait_until
-from lipsync_proxy.protocol.fields import OutputMode
+from lipsync_protocol import v2
+from lipsync_protocol.fields import OutputMode
 
 from .doubles import double_stats
 from .processes import DoubleProcess, ProxyProcess, v1_request

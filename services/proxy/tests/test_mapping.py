@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from lipsync_common.waiting import TIME_UNIT
-from lipsync_proxy.protocol import v2
+from lipsync_protocol import v2
 
 from .doubles import frame_id_of
 from .processes import ProxyProcess

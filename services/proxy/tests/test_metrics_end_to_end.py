@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, wait_until
+from lipsync_protocol import v2
 
 from .processes import ProxyProcess, ServerProcess, http_get, v1_request
 

@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from lipsync_common.waiting import TIME_UNIT, wait_until
-from lipsync_proxy.protocol import v2
+from lipsync_protocol import v2
 
 from .processes import ProxyProcess
 

@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from websockets.asyncio.client import ClientConnection, connect
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT, eventually
+from lipsync_protocol import v2
+from lipsync_protocol.fields import OutputMode
 from lipsync_proxy import spans
 from lipsync_proxy.app import Dependencies, ProxyApp, create_app
-from lipsync_proxy.protocol.fields import OutputMode
 from lipsync_proxy.settings import Settings
 
 from .doubles import DoubleConfig, RunningDouble, start_double

@@ -17,9 +17,9 @@ from lipsync_otlp_sink.process import SinkProcess
 from lipsync_otlp_sink.store import SpanRecord
 from websockets.asyncio.client import ClientConnection, connect
 
-from lipsync_client import v2
 from lipsync_common.ports import free_port
 from lipsync_common.waiting import TIME_UNIT, wait_until
+from lipsync_protocol import v2
 
 from .processes import DoubleProcess, ProxyProcess, ServerProcess, http_get, v1_request
 

@@ -11,8 +11,8 @@ import pytest
 from av.video.codeccontext import VideoCodecContext
 from websockets.asyncio.client import ClientConnection, connect
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT
+from lipsync_protocol import v2
 
 from .processes import ProxyProcess
 

@@ -1,6 +1,6 @@
 """One WebSocket connection: read messages, serve each, write the replies in order, cancel on loss.
 
-The handler only moves messages between the protocol codecs (`lipsync_proxy.protocol`) and the gRPC
+The handler only moves messages between the protocol codecs (`lipsync_protocol`) and the gRPC
 mapping (`lipsync_proxy.mapping`, `lipsync_proxy.sessions`):
 
 * Backpressure: the handler takes one of `--max-inflight` slots before it reads a message and a
@@ -38,9 +38,9 @@ from websockets.frames import CloseCode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from lipsync_protocol import json_messages, v2
+from lipsync_protocol.errors import ProtocolError
 from lipsync_proxy import mapping
-from lipsync_proxy.protocol import json_messages, v2
-from lipsync_proxy.protocol.errors import ProtocolError
 from lipsync_proxy.rate_limit import Throttle, TooManyConnectionsError, client_address
 from lipsync_proxy.sessions import SessionError, SpeakSession
 from lipsync_proxy.state import ProxyState

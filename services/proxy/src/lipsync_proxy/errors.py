@@ -1,6 +1,6 @@
 """The proxy's exceptions and the one table from gRPC status codes to the codes its replies carry.
 
-Malformed client input is :class:`lipsync_proxy.protocol.errors.ProtocolError` (the protocol core's);
+Malformed client input is :class:`lipsync_protocol.errors.ProtocolError` (the protocol core's);
 everything else the connection handler answers is a :class:`ProxyError` with a wire code and a message
 that is safe to send to the client. The detail behind a message is logged where it is raised.
 """
@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import grpc
 
-from lipsync_proxy.protocol.errors import GRPC_STATUS_NAMES
+from lipsync_protocol.errors import GRPC_STATUS_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
+from lipsync_protocol import json_messages, v1, v2
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import SAMPLE_RATE, Bounds, OutputMode, Timings
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy import spans, wire
 from lipsync_proxy.backend import Frame
 from lipsync_proxy.errors import OverloadedError, ProxyError
 from lipsync_proxy.metrics import V1_FRAME
-from lipsync_proxy.protocol import json_messages, v1, v2
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import SAMPLE_RATE, Bounds, OutputMode, Timings
 from lipsync_proxy.state import ProxyState
 
 logger = logging.getLogger(__name__)

@@ -29,13 +29,13 @@ from typing import cast
 
 import grpc
 
+from lipsync_protocol import v2
+from lipsync_protocol.fields import SAMPLE_RATE
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy import spans
 from lipsync_proxy.dispatch import Metadata, traceparent, untraced
 from lipsync_proxy.errors import BackendError, ProxyError, status_of_number, wire_code
 from lipsync_proxy.mapping import bounds_of, output_mode, proto_mode, timings_of
-from lipsync_proxy.protocol import v2
-from lipsync_proxy.protocol.fields import SAMPLE_RATE
 from lipsync_proxy.state import ProxyState
 
 logger = logging.getLogger(__name__)

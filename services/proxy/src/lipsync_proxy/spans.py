@@ -19,7 +19,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 from websockets.exceptions import ConnectionClosed
 
-from lipsync_proxy.protocol.fields import OutputMode
+from lipsync_protocol.fields import OutputMode
 
 # The attributes of the proxy's spans.
 MODEL = "lipsync.model"

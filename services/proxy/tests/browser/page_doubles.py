@@ -21,7 +21,7 @@ import json
 import math
 import wave
 
-from lipsync_client import v2
+from lipsync_protocol import v2
 
 from .harness import Page, WebSocketRoute
 

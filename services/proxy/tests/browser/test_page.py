@@ -9,9 +9,9 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from lipsync_client import v2
 from lipsync_common.waiting import TIME_UNIT
-from lipsync_proxy.protocol.fields import Bounds, OutputMode
+from lipsync_protocol import v2
+from lipsync_protocol.fields import Bounds, OutputMode
 
 from ..processes import ProxyProcess
 from .harness import ClientPage, Page, client_url, expect

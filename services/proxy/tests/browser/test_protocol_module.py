@@ -2,7 +2,7 @@
 
 The module runs in Chromium, imported with ``import()`` in ``page.evaluate`` (see the ``modules_page``
 fixture). What the JavaScript encodes
-must be byte for byte what ``lipsync_proxy.protocol.v2.encode_client`` makes, and decode to the same
+must be byte for byte what ``lipsync_protocol.v2.encode_client`` makes, and decode to the same
 message; what the Python encoders make must decode in JavaScript to the same fields; and for any
 mangled server message the JavaScript decoder must refuse exactly what the Python decoder refuses.
 """
@@ -16,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lipsync_client import v2
-from lipsync_proxy.protocol import json_messages, v1
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
+from lipsync_protocol import json_messages, v1, v2
+from lipsync_protocol.errors import GRPC_STATUS_CODES, ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
 
 from .harness import Page
 

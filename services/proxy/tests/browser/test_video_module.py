@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.fields import Bounds, OutputMode
+from lipsync_protocol import v2
+from lipsync_protocol.fields import Bounds, OutputMode
 from lipsync_server.base_video import encode_base_video
 from lipsync_server.packages.model import ArrayFrames, ModelPackage
 from lipsync_server.video import VideoCodec

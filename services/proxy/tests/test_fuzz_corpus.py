@@ -14,9 +14,9 @@ from types import ModuleType
 
 import pytest
 
-from lipsync_proxy.protocol.errors import ProtocolError
+from lipsync_protocol.errors import ProtocolError
 
-FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
+FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
 
 
 def _load_targets() -> ModuleType:

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_client.v1 import (
+from lipsync_protocol import json_messages as jm
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID
+from lipsync_protocol.v1 import (
     CropReply,
     CropRequest,
     FrameRequest,
@@ -20,9 +23,6 @@ from lipsync_client.v1 import (
     encode_request,
     encode_video_frame,
 )
-from lipsync_proxy.protocol import json_messages as jm
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID
 
 FUZZ = settings(max_examples=500, derandomize=True, database=None, deadline=None)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import grpc
 
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, GRPC_STATUS_NAMES, ProtocolError
+from lipsync_protocol.errors import GRPC_STATUS_CODES, GRPC_STATUS_NAMES, ProtocolError
 
 
 def test_the_status_table_is_grpcs_own() -> None:

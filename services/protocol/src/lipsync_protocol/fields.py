@@ -10,7 +10,7 @@ import enum
 import re
 from typing import NamedTuple
 
-from lipsync_proxy.protocol.errors import ProtocolError, RequestId
+from lipsync_protocol.errors import ProtocolError, RequestId
 
 #: The largest frame id: the server's frame ids are proto ``int32``.
 MAX_FRAME_ID = 2**31 - 1

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import (
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import (
     Bounds,
     OutputMode,
     Timings,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lipsync_client import v1, v2
-from lipsync_proxy.protocol import json_messages as jm
-from lipsync_proxy.protocol.fields import Bounds, OutputMode, Timings
+from lipsync_protocol import json_messages as jm
+from lipsync_protocol import v1, v2
+from lipsync_protocol.fields import Bounds, OutputMode, Timings
 
-DOC = Path(__file__).resolve().parents[4] / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"
 _EXAMPLE = re.compile(r"<!-- example: ([a-z0-9-]+) -->\n```(hex|json)\n(.*?)```", re.DOTALL)
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode
+from lipsync_protocol import v2
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID, Bounds, OutputMode
 
 FUZZ = settings(max_examples=1000, derandomize=True, database=None, deadline=None)
 BOUNDS = Bounds(528, 176, 720, 384)

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_client import v2
-from lipsync_proxy.protocol.errors import GRPC_STATUS_CODES, ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
+from lipsync_protocol import v2
+from lipsync_protocol.errors import GRPC_STATUS_CODES, ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
 
 FUZZ = settings(max_examples=1000, derandomize=True, database=None, deadline=None)
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_client.v1 import FrameRequest, decode_request, encode_request
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID
+from lipsync_protocol.v1 import FrameRequest, decode_request, encode_request
 
 FUZZ = settings(max_examples=1000, derandomize=True, database=None, deadline=None)
 

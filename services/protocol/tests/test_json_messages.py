@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipsync_proxy.protocol import json_messages as jm
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
+from lipsync_protocol import json_messages as jm
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import MAX_FRAME_ID, Bounds, OutputMode, Timings
 
 FUZZ = settings(max_examples=400, derandomize=True, database=None, deadline=None)
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

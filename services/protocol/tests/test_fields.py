@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from lipsync_protocol.errors import ProtocolError
+from lipsync_protocol.fields import Bounds, OutputMode, Timings, check_traceparent, safe_repr
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy.protocol.errors import ProtocolError
-from lipsync_proxy.protocol.fields import Bounds, OutputMode, Timings, check_traceparent, safe_repr
 
 W3C_EXAMPLE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -1,1 +1,0 @@
-"""The client side of the proxy's binary protocols, for Python clients: tests, load generators, fuzzing."""
