@@ -91,8 +91,8 @@ def evaluate_targets(results: Results) -> list[Target]:
     added_p50 = _latency(proxy1, "p50") - _latency(unary1, "p50")
     added_p99 = _latency(proxy1, "p99") - _latency(unary1, "p99")
     targets += [
-        Target("proxy: added latency at 1 connection, p50", "≤ 0.1 ms over direct unary",
-               f"{fmt(added_p50)} ms", _check(added_p50, lambda v: v <= 0.1)),
+        Target("proxy: added latency at 1 connection, p50", "≤ 0.15 ms over direct unary",
+               f"{fmt(added_p50)} ms", _check(added_p50, lambda v: v <= 0.15)),
         Target("proxy: added latency at 1 connection, p99", "≤ 0.3 ms over direct unary",
                f"{fmt(added_p99)} ms", _check(added_p99, lambda v: v <= 0.3)),
     ]  # fmt: skip
@@ -102,8 +102,8 @@ def evaluate_targets(results: Results) -> list[Target]:
     cpu64 = _cpu(proxy64, "proxy")
     ratio64 = _rate(proxy64) / _rate(unary64)
     targets += [
-        Target("proxy: CPU per frame at 64 connections", "≤ 120 µs", f"{fmt(cpu64)} µs",
-               _check(cpu64, lambda v: v <= 120)),
+        Target("proxy: CPU per frame at 64 connections", "≤ 150 µs", f"{fmt(cpu64)} µs",
+               _check(cpu64, lambda v: v <= 150)),
         Target("proxy: throughput at 64 connections", "≥ 1.3× direct unary", f"×{fmt(ratio64)}",
                _check(ratio64, lambda v: v >= 1.3)),
     ]  # fmt: skip

@@ -116,3 +116,19 @@ def test_every_section_renders_from_full_and_from_empty_results() -> None:
     for verdict in ("**not met**", "| met |", "not measured"):
         assert verdict in targets
     assert "| 64 | 1 | proxy v1 | 4,200 | 1.40 |" in RENDERERS["proxy"](RESULTS)
+
+
+def test_the_proxy_targets_are_those_of_the_spec_150_us_a_frame_and_0_15_ms_added() -> None:
+    def judged(added_ms: float, cpu_us: float) -> tuple[bool | None, bool | None]:
+        results = {
+            "proxy": [
+                run("direct unary", 1, 1500, 0.50, 0.90),
+                run("proxy v1", 1, 1400, 0.50 + added_ms, 1.0, proxy_cpu=300),
+                run("proxy v1", 64, 4200, 15, 30, proxy_cpu=cpu_us),
+            ]
+        }
+        met = {target.what: target.met for target in evaluate_targets(results)}
+        return met["proxy: added latency at 1 connection, p50"], met["proxy: CPU per frame at 64 connections"]
+
+    assert judged(0.14, 145) == (True, True)
+    assert judged(0.16, 155) == (False, False)
