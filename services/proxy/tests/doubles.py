@@ -353,13 +353,16 @@ class RunningDouble:
         return f"127.0.0.1:{self.port}"
 
 
-async def start_double(port: int, config: DoubleConfig, host: str = "127.0.0.1") -> RunningDouble:
-    """Start a fake backend on host:port (0 picks a free one)."""
+async def start_double(
+    port: int, config: DoubleConfig, host: str = "127.0.0.1", with_health: bool = True
+) -> RunningDouble:
+    """Start a fake backend on host:port (0 picks a free one); without grpc.health.v1 if asked."""
     server = grpc.aio.server()
     servicer = FakeLipSync(config)
     health_servicer = health.aio.HealthServicer()
     lipsync_pb2_grpc.add_LipSyncServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if with_health:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_generic_rpc_handlers((_control_handler(servicer, health_servicer),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -173,3 +173,16 @@ async def test_a_call_waits_for_the_first_status_and_a_connection_but_fails_at_o
             await asyncio.wait_for(call, 5 * TIME_UNIT)
         assert raised.value.status == grpc.StatusCode.UNAVAILABLE
     await dead.close()
+
+
+async def test_a_backend_without_the_health_service_is_not_serving_so_calls_fail_at_once() -> None:
+    running = await start_double(0, CONFIG, with_health=False)
+    pool = BackendPool([Source("no health", fixed=Address("127.0.0.1", running.port))], Names({}))
+    pool.start()
+    await eventually(lambda: pool.backends[0].status == NOT_SERVING, "the backend NOT_SERVING")
+    deadline = asyncio.get_running_loop().time() + 60
+    with pytest.raises(BackendError) as raised:
+        await asyncio.wait_for(pool.wait(deadline), 5 * TIME_UNIT)
+    assert raised.value.status == grpc.StatusCode.UNAVAILABLE
+    await pool.close()
+    await running.server.stop(None)

@@ -243,9 +243,10 @@ class BackendPool:
             await backend.channel.close()
 
     async def _follow_health(self, backend: Backend) -> None:
-        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync`: SERVING, NOT_SERVING
-        (also while the backend cannot be reached) or UNKNOWN (a backend without the health service,
-        or a status of another name)."""
+        """Follow the address's grpc.health.v1 status of `lipsync.v1.LipSync`: SERVING, or NOT_SERVING
+        (also while the backend cannot be reached, and for a backend without the health service: the
+        proxy cannot know whether it serves, and its frames had better fail at once than wait out their
+        deadline), UNKNOWN after a watch the backend ended, or a status of another name."""
         stub = health_pb2_grpc.HealthStub(backend.channel)
         request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         known = False
@@ -261,8 +262,8 @@ class BackendPool:
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.UNIMPLEMENTED:
-                    logger.warning("backend %s has no grpc.health.v1 service", backend.name)
-                    self._set(backend, UNKNOWN)
+                    logger.warning("backend %s has no grpc.health.v1 service: NOT_SERVING", backend.name)
+                    self._set(backend, NOT_SERVING)
                     delay = UNIMPLEMENTED_DELAY_S
                 elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
                     logger.debug("health watch of %s ended: %s %s", backend.name, code.name, exc.details())
