@@ -190,6 +190,23 @@ async def test_a_call_is_cancelled_at_the_server_once_every_frame_in_it_is_given
     await dispatcher.close()
 
 
+async def test_a_lone_frame_given_up_before_its_task_runs_has_its_call_cancelled_at_the_server(
+    make_dispatcher: Callable[..., FrameDispatcher], pool: BackendPool, double: RunningDouble
+) -> None:
+    dispatcher = make_dispatcher()
+    assert await frames_of(dispatcher, [1]) == [1]  # a connection is open: the next call leaves at once
+    picked = pool.pick()
+    assert picked is not None
+    calls = picked[1]._client._streams
+    future = dispatcher.submit(request(SLOW))
+    assert len(calls) == 1, "the call left with the submit"
+    future.cancel()
+    # Well before the slow frame's 2 s: the call is reset, not left to run.
+    await eventually(lambda: not calls, "the call cancelled", within_s=1.0)
+    assert await frames_of(dispatcher, [2]) == [2]
+    await dispatcher.close()
+
+
 class RefusingConnection(Http2Connection):
     """A connection whose server takes no call, as one going away does."""
 

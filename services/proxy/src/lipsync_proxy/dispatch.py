@@ -31,16 +31,16 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry.trace import Span, Tracer
 
 from lipsync_protos.lipsync.v1 import lipsync_pb2
-from lipsync_proxy.backends import BackendPool
+from lipsync_proxy.backends import Backend, BackendPool
 from lipsync_proxy.errors import BackendError, failure
-from lipsync_proxy.http2 import CallError
+from lipsync_proxy.http2 import CallError, Http2Connection
 from lipsync_proxy.wire import INFER_BATCH_METHOD, INFER_METHOD, WireError, encode_batch, split_batch
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,27 @@ class _Frame:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+class _Call(NamedTuple):
+    """What one call sends: its method, serialized request, how many frames, metadata and deadline,
+    and when it was made (`time.perf_counter()`)."""
+
+    method: str
+    request: bytes
+    frames: int
+    metadata: Metadata
+    deadline: float
+    made: float
+
+
+class _Attempt(NamedTuple):
+    """A call sent on a backend's connection: its stream, and the future of its reply."""
+
+    backend: Backend
+    connection: Http2Connection
+    stream_id: int
+    reply: asyncio.Future[bytearray]
 
 
 class FrameDispatcher:
@@ -188,9 +209,20 @@ class FrameDispatcher:
             self._start(call)
 
     def _start(self, frames: list[_Frame]) -> None:
-        """Send `frames` in one call, in a task that is cancelled (and its call with it) once every one
-        of them has been given up."""
-        task = asyncio.ensure_future(self._call(frames))
+        """Send `frames` in one call: it leaves now when a connection can take it (a lone frame does
+        not wait for a task's first turn), and a task sees it through, which is cancelled (and the
+        call with it) once every one of the frames has been given up."""
+        batch = len(frames) > 1
+        call = _Call(
+            INFER_BATCH_METHOD if batch else INFER_METHOD,
+            encode_batch([frame.request for frame in frames]) if batch else frames[0].request,
+            len(frames),
+            self._metadata(frames),
+            min(frame.deadline for frame in frames),
+            time.perf_counter(),
+        )
+        first = self._begin(call)
+        task = asyncio.ensure_future(self._call(frames, call, first))
         self._tasks.add(task)
         work = _Work(task, len(frames))
         for frame in frames:
@@ -199,6 +231,12 @@ class FrameDispatcher:
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             if task.cancelled():
+                if first is not None:
+                    # Cancelled before its first turn: the call it never awaited is cancelled here
+                    # (and an error it got already is taken as read, which asyncio would log).
+                    first.connection.cancel(first.stream_id)
+                    if first.reply.done() and not first.reply.cancelled():
+                        first.reply.exception()
                 # Every frame was given up (nothing to answer), or the proxy is closing.
                 for frame in frames:
                     frame.fail(BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down"))
@@ -210,19 +248,23 @@ class FrameDispatcher:
 
         task.add_done_callback(done)
 
-    async def _call(self, frames: list[_Frame]) -> None:
-        batch = len(frames) > 1
-        method = INFER_BATCH_METHOD if batch else INFER_METHOD
-        request = encode_batch([frame.request for frame in frames]) if batch else frames[0].request
-        deadline = min(frame.deadline for frame in frames)
-        metadata = self._metadata(frames)
-        started = time.perf_counter()
+    def _begin(self, call: _Call) -> _Attempt | None:
+        """`call` sent on the next backend's connection, if one is open and takes it now."""
+        picked = self._pool.pick()
+        if picked is None:
+            return None
+        backend, connection = picked
+        timeout = call.deadline - asyncio.get_running_loop().time()
+        started = connection.call(call.method, call.metadata, timeout, call.request)
+        return None if started is None else _Attempt(backend, connection, *started)
+
+    async def _call(self, frames: list[_Frame], call: _Call, first: _Attempt | None) -> None:
         try:
-            reply = await self._send(method, request, len(frames), metadata, deadline)
+            reply = await self._send(call, first)
             # Each frame's reply parsed into a message of its own: a copy, not a view of the batch,
             # so that a client that reads slowly holds its own frame (found by the fault suite: 40
             # clients that stop reading pinned 86 MiB instead of their own 34).
-            items = [_parse(item) for item in split_batch(reply)] if batch else [_parse(reply)]
+            items = [_parse(item) for item in split_batch(reply)] if call.frames > 1 else [_parse(reply)]
             if len(items) != len(frames):
                 raise BackendError(
                     grpc.StatusCode.INTERNAL, f"InferBatch answered {len(items)} of {len(frames)} frames"
@@ -232,45 +274,48 @@ class FrameDispatcher:
                 frame.fail(error)
             return
         except (WireError, DecodeError) as exc:
-            malformed = BackendError(grpc.StatusCode.INTERNAL, f"malformed reply of {method}: {exc}")
+            malformed = BackendError(grpc.StatusCode.INTERNAL, f"malformed reply of {call.method}: {exc}")
             for frame in frames:
                 frame.fail(malformed)
             return
         finally:
-            self._record("InferBatch" if batch else "Infer", len(frames), time.perf_counter() - started)
+            name = "InferBatch" if call.frames > 1 else "Infer"
+            self._record(name, call.frames, time.perf_counter() - call.made)
         for frame, item in zip(frames, items, strict=True):
             frame.resolve(item)
 
-    async def _send(
-        self, method: str, request: bytes, frames: int, metadata: Metadata, deadline: float
-    ) -> bytearray:
-        """The serialized reply of one call of `frames` frames on a backend's connection; a call the
-        backend never took goes once more, to the next backend. Raises BackendError."""
+    async def _send(self, call: _Call, first: _Attempt | None) -> bytearray:
+        """The serialized reply of `call` on a backend's connection (`first`, when it was sent already);
+        a call the backend never took goes once more, to the next backend. Raises BackendError."""
         loop = asyncio.get_running_loop()
         for attempt in range(2):
-            backend, connection = await self._pool.wait(deadline)
-            started = connection.call(method, metadata, deadline - loop.time(), request)
-            if started is None:
-                # It cannot take the call now (closing, or the request does not fit its windows).
-                continue
-            stream_id, reply = started
+            if not attempt and first is not None:
+                sent = first
+            else:
+                backend, connection = await self._pool.wait(call.deadline)
+                timeout = call.deadline - loop.time()
+                started = connection.call(call.method, call.metadata, timeout, call.request)
+                if started is None:
+                    # It cannot take the call now (closing, or the request does not fit its windows).
+                    continue
+                sent = _Attempt(backend, connection, *started)
             try:
-                async with asyncio.timeout_at(deadline):
-                    answer = await reply
+                async with asyncio.timeout_at(call.deadline):
+                    answer = await sent.reply
             except TimeoutError:
-                connection.cancel(stream_id)
-                backend.count(frames, failed=True)
+                sent.connection.cancel(sent.stream_id)
+                sent.backend.count(call.frames, failed=True)
                 raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
             except asyncio.CancelledError:
-                connection.cancel(stream_id)
+                sent.connection.cancel(sent.stream_id)
                 raise
             except CallError as exc:
                 if not exc.retriable or attempt:
-                    backend.count(frames, failed=True)
+                    sent.backend.count(call.frames, failed=True)
                     raise failure(exc.code, exc.details) from None
                 logger.debug("a backend did not take a call, it goes to the next: %s", exc)
             else:
-                backend.count(frames, failed=False)
+                sent.backend.count(call.frames, failed=False)
                 return answer
         raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend took the call")
 
