@@ -229,8 +229,10 @@ class VideoEncoder:
         )
         options = {**spec.options, name: quality or default}
         if max_bitrate is not None:
-            # libvpx reads its cap from the bit rate in constant-quality mode, the others from maxrate.
-            context.bit_rate = max_bitrate
+            # libvpx reads its cap from the bit rate in constant-quality mode, the others from maxrate;
+            # SVT-AV1 refuses a bit rate outside its VBR and CBR modes (avcodec_open2 fails).
+            if spec.encoder.startswith("libvpx"):
+                context.bit_rate = max_bitrate
             options.update(maxrate=str(max_bitrate), bufsize=str(2 * max_bitrate))
         context.options = options
         context.open()
