@@ -53,6 +53,9 @@ class CodecSpec:
     #: The constant-quality setting under a bit-rate cap (the base video's), where the codec caps
     #: another kind of quality setting than the session's; None: the same.
     capped_quality_option: tuple[str, str] | None = None
+    #: Whether the encoder reads a rate cap from the bit rate (libvpx, in constant-quality mode) rather
+    #: than from maxrate alone; SVT-AV1 refuses a bit rate outside its VBR and CBR modes.
+    cap_from_bit_rate: bool = False
 
 
 # Measured on the demo avatar's face region (loadtests/bench_video.py): equal quality, bits and CPU.
@@ -89,6 +92,7 @@ CODECS: dict[VideoCodec, CodecSpec] = {
         16,
         {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0"},
         ("crf", "10"),
+        cap_from_bit_rate=True,
     ),
     VideoCodec.VP9: CodecSpec(
         VideoCodec.VP9,
@@ -97,6 +101,7 @@ CODECS: dict[VideoCodec, CodecSpec] = {
         64,
         {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "0"},
         ("crf", "40"),
+        cap_from_bit_rate=True,
     ),
     VideoCodec.AV1: CodecSpec(
         VideoCodec.AV1,
@@ -229,9 +234,7 @@ class VideoEncoder:
         )
         options = {**spec.options, name: quality or default}
         if max_bitrate is not None:
-            # libvpx reads its cap from the bit rate in constant-quality mode, the others from maxrate;
-            # SVT-AV1 refuses a bit rate outside its VBR and CBR modes (avcodec_open2 fails).
-            if spec.encoder.startswith("libvpx"):
+            if spec.cap_from_bit_rate:
                 context.bit_rate = max_bitrate
             options.update(maxrate=str(max_bitrate), bufsize=str(2 * max_bitrate))
         context.options = options

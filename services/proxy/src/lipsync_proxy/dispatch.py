@@ -221,7 +221,7 @@ class FrameDispatcher:
             min(frame.deadline for frame in frames),
             time.perf_counter(),
         )
-        first = self._begin(call)
+        first = self._send_on(self._pool.pick(), call)
         task = asyncio.ensure_future(self._call(frames, call, first))
         self._tasks.add(task)
         work = _Work(task, len(frames))
@@ -248,9 +248,10 @@ class FrameDispatcher:
 
         task.add_done_callback(done)
 
-    def _begin(self, call: _Call) -> _Attempt | None:
-        """`call` sent on the next backend's connection, if one is open and takes it now."""
-        picked = self._pool.pick()
+    @staticmethod
+    def _send_on(picked: tuple[Backend, Http2Connection] | None, call: _Call) -> _Attempt | None:
+        """`call` sent on the picked backend's connection; None when there is none, or it cannot take
+        the call now (closing, or the request does not fit its windows)."""
         if picked is None:
             return None
         backend, connection = picked
@@ -287,18 +288,12 @@ class FrameDispatcher:
     async def _send(self, call: _Call, first: _Attempt | None) -> bytearray:
         """The serialized reply of `call` on a backend's connection (`first`, when it was sent already);
         a call the backend never took goes once more, to the next backend. Raises BackendError."""
-        loop = asyncio.get_running_loop()
         for attempt in range(2):
-            if not attempt and first is not None:
-                sent = first
-            else:
-                backend, connection = await self._pool.wait(call.deadline)
-                timeout = call.deadline - loop.time()
-                started = connection.call(call.method, call.metadata, timeout, call.request)
-                if started is None:
-                    # It cannot take the call now (closing, or the request does not fit its windows).
+            sent = first if not attempt else None
+            if sent is None:
+                sent = self._send_on(await self._pool.wait(call.deadline), call)
+                if sent is None:
                     continue
-                sent = _Attempt(backend, connection, *started)
             try:
                 async with asyncio.timeout_at(call.deadline):
                     answer = await sent.reply
