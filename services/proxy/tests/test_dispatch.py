@@ -6,7 +6,7 @@ at the server; and tracing changes nothing but the call's `traceparent`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 import pytest
@@ -22,7 +22,7 @@ from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.dispatch import FrameDispatcher
 from lipsync_proxy.errors import BackendError
-from lipsync_proxy.http2 import USER_AGENT, CallError, Http2Connection
+from lipsync_proxy.http2 import USER_AGENT, CallError, Http2Connection, Outcome
 from lipsync_proxy.targets import Address, Source
 from lipsync_proxy.wire import INFER_METHOD, encode_infer_request
 
@@ -214,11 +214,18 @@ class RefusingConnection(Http2Connection):
         super().__init__("refusing:1")
         self.refused = 0
 
-    def call(self, *args: object, **kwargs: object) -> tuple[int, asyncio.Future[bytearray]]:
+    def call(
+        self,
+        method: str,
+        metadata: Sequence[tuple[str, str]],
+        timeout_s: float,
+        message: bytes,
+        done: Callable[[Outcome], None],
+    ) -> int:
         self.refused += 1
-        future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
-        future.set_exception(CallError(grpc.StatusCode.UNAVAILABLE, "refused", retriable=True))
-        return 1, future
+        error = CallError(grpc.StatusCode.UNAVAILABLE, "refused", retriable=True)
+        asyncio.get_running_loop().call_soon(done, error)
+        return 1
 
 
 async def test_a_call_a_backend_never_took_goes_once_more_to_the_next(

@@ -171,7 +171,7 @@ class Harness:
         metadata: Sequence[tuple[str, str]] = (),
         timeout_s: float = 5.0,
     ) -> tuple[int, asyncio.Future[bytearray]]:
-        started = self.connection.call(method, metadata, timeout_s, message)
+        started = started_call(self.connection, method, metadata, timeout_s, message)
         assert started is not None
         return started
 
@@ -256,6 +256,26 @@ class Server:
 
     def goaway(self, last_stream_id: int, code: int = 0, debug: bytes = b"") -> bytes:
         return frame(GOAWAY, 0, 0, struct.pack(">II", last_stream_id, code) + debug)
+
+
+def started_call(
+    connection: Http2Connection,
+    method: str,
+    metadata: Sequence[tuple[str, str]],
+    timeout_s: float,
+    message: bytes,
+) -> tuple[int, asyncio.Future[bytearray]] | None:
+    """`connection.call`, its outcome set on a future to await: the stream id and the future."""
+    future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
+
+    def done(outcome: bytearray | CallError) -> None:
+        if isinstance(outcome, CallError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    stream_id = connection.call(method, metadata, timeout_s, message, done)
+    return None if stream_id is None else (stream_id, future)
 
 
 def failure(future: asyncio.Future[bytearray]) -> CallError:
@@ -615,7 +635,7 @@ async def test_a_goaway_fails_the_calls_it_never_started_and_lets_the_others_fin
     assert "shutting down" in error.details
     assert not first.done()
     assert harness.connection.closing
-    assert harness.connection.call(ECHO, (), 1.0, b"new") is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"new") is None
     assert not harness.transport.closed
     harness.feed(server.reply(1, b"one!"))
     assert first.result() == b"one!"
@@ -642,7 +662,7 @@ async def test_a_lost_connection_fails_open_calls_retriable_only_before_their_he
     assert harness.connection.closing
     assert harness.connection.closed.done()
     assert harness.lost == [harness.connection]
-    assert harness.connection.call(ECHO, (), 1.0, b"new") is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"new") is None
 
 
 async def test_a_cancelled_call_sends_rst_stream_cancel_and_its_late_frames_are_ignored() -> None:
@@ -651,7 +671,6 @@ async def test_a_cancelled_call_sends_rst_stream_cancel_and_its_late_frames_are_
     harness.sent()
     stream_id, future = harness.start()
     harness.sent()
-    future.cancel()  # as the task awaiting it is cancelled at its deadline
     harness.connection.cancel(stream_id)
     assert harness.sent() == [Frame(RST_STREAM, 0, stream_id, struct.pack(">I", CANCEL))]
     # Giving up an unknown or finished call writes nothing.
@@ -661,8 +680,9 @@ async def test_a_cancelled_call_sends_rst_stream_cancel_and_its_late_frames_are_
     # The late reply (its header blocks still update the HPACK table the next reply's refer to).
     late = some_bytes(100_000)
     harness.feed(server.reply(stream_id, late), chunk=4096)
-    # Read into the scratch buffer alone: no message was made for it.
+    # Read into the scratch buffer alone: no message was made for it, and no outcome given.
     assert len(harness.targets) == 1
+    assert not future.done()
     next_id, next_call = harness.start()
     harness.feed(server.reply(next_id, b"next"))
     assert next_call.result() == b"next"
@@ -676,9 +696,9 @@ async def test_a_call_cancelled_midway_through_its_reply_reads_the_rest_and_igno
     message = some_bytes(100_000)
     wire = server.reply(stream_id, message)
     harness.feed(wire[:30_000], chunk=4096)
-    future.cancel()
     harness.connection.cancel(stream_id)
     harness.feed(wire[30_000:], chunk=4096)
+    assert not future.done()
     next_id, next_call = harness.start()
     harness.feed(server.reply(next_id, b"next"))
     assert next_call.result() == b"next"
@@ -829,19 +849,19 @@ async def test_a_call_that_would_not_fit_the_servers_windows_is_not_sent() -> No
     harness = Harness()
     harness.feed(server.settings((SETTINGS_INITIAL_WINDOW_SIZE, 10)))
     harness.sent()
-    assert harness.connection.call(ECHO, (), 1.0, b"m" * 100) is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"m" * 100) is None
     assert harness.sent() == []
-    assert harness.connection.call(ECHO, (), 1.0, b"m" * 5) is not None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"m" * 5) is not None
     # The connection's window: 65,535 in all until the server adds to it.
     harness = Harness()
     harness.feed(server.settings((SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW)))
     harness.sent()
     harness.start(b"m" * 60_000)
     harness.sent()
-    assert harness.connection.call(ECHO, (), 1.0, b"m" * 10_000) is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"m" * 10_000) is None
     assert harness.sent() == []
     harness.feed(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 100_000)))
-    assert harness.connection.call(ECHO, (), 1.0, b"m" * 10_000) is not None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"m" * 10_000) is not None
 
 
 async def test_no_more_calls_than_the_server_allows_are_open_at_once() -> None:
@@ -849,9 +869,9 @@ async def test_no_more_calls_than_the_server_allows_are_open_at_once() -> None:
     harness = Harness()
     harness.feed(server.settings((SETTINGS_MAX_CONCURRENT_STREAMS, 1)))
     harness.start()
-    assert harness.connection.call(ECHO, (), 1.0, b"second") is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"second") is None
     harness.feed(server.reply(1, b"first"))
-    assert harness.connection.call(ECHO, (), 1.0, b"second") is not None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"second") is not None
 
 
 async def test_close_takes_no_new_calls_and_closes_once_the_open_ones_are_answered() -> None:
@@ -859,7 +879,7 @@ async def test_close_takes_no_new_calls_and_closes_once_the_open_ones_are_answer
     harness = Harness()
     _, future = harness.start()
     harness.connection.close()
-    assert harness.connection.call(ECHO, (), 1.0, b"new") is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"new") is None
     assert not harness.transport.closed
     harness.feed(server.reply(1, b"done"))
     assert future.result() == b"done"
@@ -868,10 +888,9 @@ async def test_close_takes_no_new_calls_and_closes_once_the_open_ones_are_answer
 
 async def test_giving_up_the_last_call_of_a_closing_connection_closes_it() -> None:
     harness = Harness()
-    stream_id, future = harness.start()
+    stream_id, _ = harness.start()
     harness.feed(Server().goaway(stream_id))
     assert not harness.transport.closed
-    future.cancel()
     harness.connection.cancel(stream_id)
     assert harness.transport.closed
 
@@ -881,7 +900,7 @@ async def test_a_connection_out_of_stream_ids_takes_no_more_calls_and_closes() -
     harness.connection._client._next_id = MAX_WINDOW - 2
     last_id, future = harness.start()
     assert last_id == MAX_WINDOW - 2  # the last odd id under 2**31 - 1 it takes
-    assert harness.connection.call(ECHO, (), 1.0, b"no id left") is None
+    assert started_call(harness.connection, ECHO, (), 1.0, b"no id left") is None
     assert harness.connection.closing
     harness.feed(Server().reply(last_id, b"last"))
     assert future.result() == b"last"
@@ -1054,7 +1073,7 @@ async def connection(echo_server: EchoServer) -> AsyncIterator[RecordingConnecti
 
 
 async def reply_of(connection: Http2Connection, method: str, request: bytes, timeout_s: float = 5.0) -> bytes:
-    started = connection.call(method, (("x-test", "yes"),), timeout_s, request)
+    started = started_call(connection, method, (("x-test", "yes"),), timeout_s, request)
     assert started is not None
     _, future = started
     return bytes(await asyncio.wait_for(future, 10 * TIME_UNIT))
@@ -1097,12 +1116,11 @@ async def test_an_unknown_method_is_unimplemented(connection: RecordingConnectio
 async def test_a_call_given_up_is_seen_cancelled_by_the_server(
     connection: RecordingConnection, echo_server: EchoServer
 ) -> None:
-    started = connection.call(SLOW, (), 30.0, b"give me up")
+    started = started_call(connection, SLOW, (), 30.0, b"give me up")
     assert started is not None
-    stream_id, future = started
+    stream_id, _ = started
     await asyncio.sleep(0.2)  # the handler is running
     assert echo_server.cancelled == []
-    future.cancel()
     connection.cancel(stream_id)
     await asyncio.wait_for(echo_server.seen_cancelled.wait(), 1.0 * TIME_UNIT)
     assert echo_server.cancelled == [b"give me up"]
@@ -1131,7 +1149,7 @@ async def test_a_server_that_stops_sends_goaway_and_the_connection_closes(
     assert connection.recording.goaways, "no GOAWAY came"
     assert set(connection.recording.goaways) == {NO_ERROR}
     assert connection.closing
-    assert connection.call(ECHO, (), 1.0, b"late") is None
+    assert started_call(connection, ECHO, (), 1.0, b"late") is None
 
 
 def test_under_uvloop_concurrent_calls_each_get_their_own_reply() -> None:
@@ -1210,7 +1228,7 @@ async def test_a_settings_value_outside_what_http2_allows_is_a_protocol_error(ke
     assert failure(future).code is grpc.StatusCode.INTERNAL
     assert [f.kind for f in harness.sent()] == [GOAWAY]
     assert harness.transport.closed
-    assert harness.connection.call(ECHO, (), 5.0, b"next") is None
+    assert started_call(harness.connection, ECHO, (), 5.0, b"next") is None
 
 
 @pytest.mark.parametrize(

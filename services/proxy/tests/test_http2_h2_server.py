@@ -15,6 +15,8 @@ import pytest
 from lipsync_common.waiting import TIME_UNIT
 from lipsync_proxy.http2 import Http2Connection
 
+from .test_http2 import started_call
+
 
 class H2Server(asyncio.Protocol):
     """Answers every unary call with its own message reversed, three times, in DATA frames of at most
@@ -79,7 +81,7 @@ async def test_replies_framed_by_the_h2_library_read_the_same(pad: int, max_fram
         messages = [bytes(range(256)) * n for n in (0, 1, 40, 200)]
         futures = []
         for message in messages:
-            started = connection.call("/test.Echo/Echo", (("x-test", "yes"),), 5.0, message)
+            started = started_call(connection, "/test.Echo/Echo", (("x-test", "yes"),), 5.0, message)
             assert started is not None
             futures.append(started[1])
         replies = await asyncio.wait_for(asyncio.gather(*futures), 10 * TIME_UNIT)

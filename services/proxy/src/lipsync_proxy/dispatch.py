@@ -31,7 +31,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -65,26 +65,10 @@ def traceparent(span: Span) -> Metadata:
     return (("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"),)
 
 
-class _Work:
-    """A task sending frames, and how many of them someone still waits for."""
-
-    __slots__ = ("task", "waiting")
-
-    def __init__(self, task: asyncio.Task[None], waiting: int) -> None:
-        self.task = task
-        self.waiting = waiting
-
-    def give_up_one(self) -> None:
-        """One of its frames was given up; once all are, the task is cancelled and its call with it."""
-        self.waiting -= 1
-        if self.waiting == 0:
-            self.task.cancel()
-
-
 class _Frame:
     """One frame request on its way: its serialized `InferRequest` and the future of its reply."""
 
-    __slots__ = ("deadline", "future", "own_trace", "request", "span", "traceparent", "work")
+    __slots__ = ("call", "deadline", "future", "own_trace", "request", "span", "traceparent")
 
     def __init__(
         self,
@@ -103,8 +87,8 @@ class _Frame:
         #: The client's own trace context, and whether the client sampled it.
         self.traceparent = traceparent
         self.own_trace = traceparent is not None and traceparent[-1:] in _SAMPLED_FLAGS
-        #: What is sending it, once something is.
-        self.work: _Work | None = None
+        #: The call carrying it, once one does.
+        self.call: _Call | None = None
 
     def resolve(self, reply: Reply) -> None:
         if not self.future.done():
@@ -115,25 +99,167 @@ class _Frame:
             self.future.set_exception(error)
 
 
-class _Call(NamedTuple):
-    """What one call sends: its method, serialized request, how many frames, metadata and deadline,
-    and when it was made (`time.perf_counter()`)."""
+class _Call:
+    """One call carrying frames, from its sending to its frames' answers, driven by callbacks rather
+    than a task: the connection hands it its reply as the reply is read, and its frames are answered
+    there and then; a timer resets it at its deadline. Only a call that must wait for a backend's
+    connection to open waits in a task."""
 
-    method: str
-    request: bytes
-    frames: int
-    metadata: Metadata
-    deadline: float
-    made: float
+    __slots__ = (
+        "backend",
+        "connection",
+        "deadline",
+        "dispatcher",
+        "frames",
+        "made",
+        "metadata",
+        "method",
+        "request",
+        "retried",
+        "stream_id",
+        "timer",
+        "waiter",
+        "waiting",
+    )
 
+    def __init__(self, dispatcher: FrameDispatcher, frames: list[_Frame], metadata: Metadata) -> None:
+        self.dispatcher = dispatcher
+        self.frames = frames
+        batch = len(frames) > 1
+        self.method = INFER_BATCH_METHOD if batch else INFER_METHOD
+        self.request = encode_batch([frame.request for frame in frames]) if batch else frames[0].request
+        self.metadata = metadata
+        self.deadline = min(frame.deadline for frame in frames)
+        self.made = time.perf_counter()
+        #: How many of its frames someone still waits for.
+        self.waiting = len(frames)
+        #: Whether it went once more to the next backend already.
+        self.retried = False
+        # Where it is under way, while it is: a backend's connection, or a task waiting for one.
+        self.backend: Backend | None = None
+        self.connection: Http2Connection | None = None
+        self.stream_id = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Task[None] | None = None
 
-class _Attempt(NamedTuple):
-    """A call sent on a backend's connection: its stream, and the future of its reply."""
+    def send(self, picked: tuple[Backend, Http2Connection] | None) -> None:
+        """Send it on the picked backend's connection, or, with none picked, on the first that is
+        ready (`BackendPool.wait`)."""
+        if picked is None:
+            self.waiter = asyncio.ensure_future(self._wait())
+            return
+        backend, connection = picked
+        loop = asyncio.get_running_loop()
+        stream_id = connection.call(
+            self.method, self.metadata, self.deadline - loop.time(), self.request, self._answered
+        )
+        if stream_id is None:
+            # Closing, or the request does not fit its windows: as a call the backend never took.
+            self._again(BackendError(grpc.StatusCode.UNAVAILABLE, "no backend took the call"))
+            return
+        self.backend, self.connection, self.stream_id = backend, connection, stream_id
+        self.timer = loop.call_at(self.deadline, self._timed_out)
 
-    backend: Backend
-    connection: Http2Connection
-    stream_id: int
-    reply: asyncio.Future[bytearray]
+    async def _wait(self) -> None:
+        try:
+            picked = await self.dispatcher.pool.wait(self.deadline)
+        except BackendError as error:
+            self._finish(error)
+            return
+        self.waiter = None
+        self.send(picked)
+
+    def _again(self, error: BackendError) -> None:
+        """A call no backend took goes once more, to the next backend; a second time is its error."""
+        if self.retried:
+            self._finish(error)
+        else:
+            self.retried = True
+            self.send(self.dispatcher.pool.pick())
+
+    def _answered(self, outcome: bytearray | CallError) -> None:
+        """The connection's news of the call: its reply, or how it failed."""
+        backend = self._leave()
+        assert backend is not None
+        try:
+            if isinstance(outcome, CallError) and outcome.retriable and not self.retried:
+                logger.debug("a backend did not take a call, it goes to the next: %s", outcome)
+                self._again(failure(outcome.code, outcome.details))
+                return
+            if isinstance(outcome, CallError):
+                backend.count(len(self.frames), failed=True)
+                self._finish(failure(outcome.code, outcome.details))
+            else:
+                backend.count(len(self.frames), failed=False)
+                self._finish(outcome)
+        except Exception:
+            # A bug. Its frames are answered now rather than never.
+            logger.exception("sending frames failed")
+            self._finish(BackendError(grpc.StatusCode.INTERNAL, "the proxy failed to send the frame"))
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        backend = self._leave(cancel=True)
+        if backend is not None:
+            backend.count(len(self.frames), failed=True)
+        self._finish(BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+    def give_up_one(self) -> None:
+        """One of its frames was given up; once all are, the call is reset."""
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.abandon(BackendError(grpc.StatusCode.CANCELLED, "every frame was given up"))
+
+    def abandon(self, error: BackendError) -> None:
+        """Stop the call wherever it is: the server is told, its frames still waited for fail."""
+        self._leave(cancel=True)
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
+        self._finish(error)
+
+    def _leave(self, cancel: bool = False) -> Backend | None:
+        """No longer under way on its connection (reset there when `cancel`); the backend it was on."""
+        backend, connection = self.backend, self.connection
+        if connection is not None and cancel:
+            connection.cancel(self.stream_id)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.backend = self.connection = None
+        return backend
+
+    def _finish(self, outcome: bytearray | BackendError) -> None:
+        """Answer its frames: each its item of the reply, or the call's error."""
+        dispatcher = self.dispatcher
+        if self not in dispatcher.calls:
+            return
+        dispatcher.calls.discard(self)
+        frames = self.frames
+        dispatcher.record(
+            "InferBatch" if len(frames) > 1 else "Infer", len(frames), time.perf_counter() - self.made
+        )
+        if not isinstance(outcome, BackendError):
+            try:
+                # Each frame's reply parsed into a message of its own: a copy, not a view of the batch,
+                # so that a client that reads slowly holds its own frame (found by the fault suite: 40
+                # clients that stop reading pinned 86 MiB instead of their own 34).
+                items = (
+                    [_parse(item) for item in split_batch(outcome)] if len(frames) > 1 else [_parse(outcome)]
+                )
+            except (WireError, DecodeError) as exc:
+                outcome = BackendError(grpc.StatusCode.INTERNAL, f"malformed reply of {self.method}: {exc}")
+            else:
+                if len(items) != len(frames):
+                    outcome = BackendError(
+                        grpc.StatusCode.INTERNAL, f"InferBatch answered {len(items)} of {len(frames)} frames"
+                    )
+                else:
+                    for frame, item in zip(frames, items, strict=True):
+                        frame.resolve(item)
+                    return
+        for frame in frames:
+            frame.fail(outcome)
 
 
 class FrameDispatcher:
@@ -152,13 +278,14 @@ class FrameDispatcher:
         when it traces."""
         self.timeout_s = timeout_s
         self.max_batch = max_batch
-        self._pool = pool
+        self.pool = pool
+        self.record = record
         self._tracer = tracer
-        self._record = record
         self._pending: list[_Frame] = []
         #: Frames whose callers wait for them.
         self._waiting = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: The calls under way.
+        self.calls: set[_Call] = set()
         self._closed = False
 
     def submit(
@@ -187,9 +314,9 @@ class FrameDispatcher:
         def answered(future: asyncio.Future[Reply]) -> None:
             self._waiting -= 1
             # Given up (its client went away, a CANCEL, shutdown): a frame still pending is skipped by
-            # the flush; one on its way counts as given up in its call, cancelled with its last frame.
-            if future.cancelled() and frame.work is not None:
-                frame.work.give_up_one()
+            # the flush; one on its way counts as given up in its call, reset with its last frame.
+            if future.cancelled() and frame.call is not None:
+                frame.call.give_up_one()
 
         future.add_done_callback(answered)
         return future
@@ -209,110 +336,12 @@ class FrameDispatcher:
             self._start(call)
 
     def _start(self, frames: list[_Frame]) -> None:
-        """Send `frames` in one call: it leaves now when a connection can take it (a lone frame does
-        not wait for a task's first turn), and a task sees it through, which is cancelled (and the
-        call with it) once every one of the frames has been given up."""
-        batch = len(frames) > 1
-        call = _Call(
-            INFER_BATCH_METHOD if batch else INFER_METHOD,
-            encode_batch([frame.request for frame in frames]) if batch else frames[0].request,
-            len(frames),
-            self._metadata(frames),
-            min(frame.deadline for frame in frames),
-            time.perf_counter(),
-        )
-        first = self._send_on(self._pool.pick(), call)
-        task = asyncio.ensure_future(self._call(frames, call, first))
-        self._tasks.add(task)
-        work = _Work(task, len(frames))
+        """Send `frames` in one call."""
+        call = _Call(self, frames, self._metadata(frames))
+        self.calls.add(call)
         for frame in frames:
-            frame.work = work
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._tasks.discard(task)
-            if task.cancelled():
-                if first is not None:
-                    # Cancelled before its first turn: the call it never awaited is cancelled here
-                    # (and an error it got already is taken as read, which asyncio would log).
-                    first.connection.cancel(first.stream_id)
-                    if first.reply.done() and not first.reply.cancelled():
-                        first.reply.exception()
-                # Every frame was given up (nothing to answer), or the proxy is closing.
-                for frame in frames:
-                    frame.fail(BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down"))
-            elif (error := task.exception()) is not None:
-                # A bug. Its frames are answered now rather than never.
-                logger.error("sending frames failed", exc_info=error)
-                for frame in frames:
-                    frame.fail(BackendError(grpc.StatusCode.INTERNAL, "the proxy failed to send the frame"))
-
-        task.add_done_callback(done)
-
-    @staticmethod
-    def _send_on(picked: tuple[Backend, Http2Connection] | None, call: _Call) -> _Attempt | None:
-        """`call` sent on the picked backend's connection; None when there is none, or it cannot take
-        the call now (closing, or the request does not fit its windows)."""
-        if picked is None:
-            return None
-        backend, connection = picked
-        timeout = call.deadline - asyncio.get_running_loop().time()
-        started = connection.call(call.method, call.metadata, timeout, call.request)
-        return None if started is None else _Attempt(backend, connection, *started)
-
-    async def _call(self, frames: list[_Frame], call: _Call, first: _Attempt | None) -> None:
-        try:
-            reply = await self._send(call, first)
-            # Each frame's reply parsed into a message of its own: a copy, not a view of the batch,
-            # so that a client that reads slowly holds its own frame (found by the fault suite: 40
-            # clients that stop reading pinned 86 MiB instead of their own 34).
-            items = [_parse(item) for item in split_batch(reply)] if call.frames > 1 else [_parse(reply)]
-            if len(items) != len(frames):
-                raise BackendError(
-                    grpc.StatusCode.INTERNAL, f"InferBatch answered {len(items)} of {len(frames)} frames"
-                )
-        except BackendError as error:
-            for frame in frames:
-                frame.fail(error)
-            return
-        except (WireError, DecodeError) as exc:
-            malformed = BackendError(grpc.StatusCode.INTERNAL, f"malformed reply of {call.method}: {exc}")
-            for frame in frames:
-                frame.fail(malformed)
-            return
-        finally:
-            name = "InferBatch" if call.frames > 1 else "Infer"
-            self._record(name, call.frames, time.perf_counter() - call.made)
-        for frame, item in zip(frames, items, strict=True):
-            frame.resolve(item)
-
-    async def _send(self, call: _Call, first: _Attempt | None) -> bytearray:
-        """The serialized reply of `call` on a backend's connection (`first`, when it was sent already);
-        a call the backend never took goes once more, to the next backend. Raises BackendError."""
-        for attempt in range(2):
-            sent = first if not attempt else None
-            if sent is None:
-                sent = self._send_on(await self._pool.wait(call.deadline), call)
-                if sent is None:
-                    continue
-            try:
-                async with asyncio.timeout_at(call.deadline):
-                    answer = await sent.reply
-            except TimeoutError:
-                sent.connection.cancel(sent.stream_id)
-                sent.backend.count(call.frames, failed=True)
-                raise BackendError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-            except asyncio.CancelledError:
-                sent.connection.cancel(sent.stream_id)
-                raise
-            except CallError as exc:
-                if not exc.retriable or attempt:
-                    sent.backend.count(call.frames, failed=True)
-                    raise failure(exc.code, exc.details) from None
-                logger.debug("a backend did not take a call, it goes to the next: %s", exc)
-            else:
-                sent.backend.count(call.frames, failed=False)
-                return answer
-        raise BackendError(grpc.StatusCode.UNAVAILABLE, "no backend took the call")
+            frame.call = call
+        call.send(self.pool.pick())
 
     def _metadata(self, frames: list[_Frame]) -> Metadata:
         """The call's trace context (see the module's docstring)."""
@@ -335,14 +364,15 @@ class FrameDispatcher:
     async def close(self) -> None:
         """Give up every frame still under way."""
         self._closed = True
+        shutting_down = BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down")
         for frame in self._pending:
-            frame.fail(BackendError(grpc.StatusCode.UNAVAILABLE, "the proxy is shutting down"))
+            frame.fail(shutting_down)
         self._pending = []
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
+        waiters = [call.waiter for call in self.calls if call.waiter is not None]
+        for call in list(self.calls):
+            call.abandon(shutting_down)
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def _parse(data: bytearray | memoryview) -> Reply:

@@ -6,7 +6,9 @@ threads and copies it twice on the way (docs/performance.md: a fifth of the prox
 call of already-serialized messages needs (RFC 9113; gRPC over HTTP/2, PROTOCOL-HTTP2.md), without
 I/O: bytes in, events and bytes to send out. It asks where the next bytes go, so that the kernel
 writes each reply straight into the buffer of its message: one copy of the bytes instead of three.
-`Http2Connection` runs it on the event loop as an `asyncio.BufferedProtocol`, a future per call.
+`Http2Connection` runs it on the event loop as an `asyncio.BufferedProtocol`, and hands each call's
+outcome to a callback of its caller as soon as it is read: a frame is answered in the turn of the
+event loop that reads its reply, not in a later one that a future's callbacks or a task wait for.
 
 What it leaves out, because its one caller does not need it: TLS, compression, server push (refused
 in its SETTINGS), more than one message per call, and sending more than fits in the peer's windows
@@ -648,8 +650,12 @@ class Http2Client:
         self.closing = True
 
 
+#: What a call's callback is given: its reply message, or how it failed.
+Outcome = bytearray | CallError
+
+
 class Http2Connection(asyncio.BufferedProtocol):
-    """An `Http2Client` on an asyncio connection: each call's reply is a future."""
+    """An `Http2Client` on an asyncio connection, each call's outcome handed to its callback."""
 
     def __init__(
         self, authority: str, on_closed: Callable[[Http2Connection], None] = lambda connection: None
@@ -657,7 +663,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         """`on_closed` is called once the connection is gone."""
         self._client = Http2Client(authority)
         self._on_closed = on_closed
-        self._calls: dict[int, asyncio.Future[bytearray]] = {}
+        self._calls: dict[int, Callable[[Outcome], None]] = {}
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -671,19 +677,24 @@ class Http2Connection(asyncio.BufferedProtocol):
         return self._client.closing
 
     def call(
-        self, method: str, metadata: Sequence[tuple[str, str]], timeout_s: float, message: bytes
-    ) -> tuple[int, asyncio.Future[bytearray]] | None:
-        """`Http2Client.call`, with the future of the reply message (CallError when the call fails)."""
+        self,
+        method: str,
+        metadata: Sequence[tuple[str, str]],
+        timeout_s: float,
+        message: bytes,
+        done: Callable[[Outcome], None],
+    ) -> int | None:
+        """`Http2Client.call`: `done` is called once with the reply message, or the CallError the
+        call failed with, from within the protocol's callbacks (so it must not raise), unless the call
+        is given up first (`cancel`)."""
         stream_id = self._client.call(method, metadata, timeout_s, message) if self.transport else None
-        if stream_id is None:
-            self._act()
-            return None
-        future = self._calls[stream_id] = asyncio.get_running_loop().create_future()
+        if stream_id is not None:
+            self._calls[stream_id] = done
         self._act()
-        return stream_id, future
+        return stream_id
 
     def cancel(self, stream_id: int) -> None:
-        """Give a call up: its future is left as it is, the server is told."""
+        """Give a call up: its callback is not called, the server is told."""
         self._calls.pop(stream_id, None)
         self._client.cancel(stream_id)
         self._act()
@@ -728,13 +739,9 @@ class Http2Connection(asyncio.BufferedProtocol):
     def _act(self) -> None:
         """Settle the calls the client has news of, send what it has to send, close when it should."""
         for event in self._client.events_received():
-            future = self._calls.pop(event.stream_id, None)
-            if future is None or future.done():
-                continue
-            if isinstance(event, Answered):
-                future.set_result(event.message)
-            else:
-                future.set_exception(event.error)
+            done = self._calls.pop(event.stream_id, None)
+            if done is not None:
+                done(event.message if isinstance(event, Answered) else event.error)
         transport = self.transport
         if transport is None or transport.is_closing():
             return
