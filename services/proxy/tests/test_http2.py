@@ -59,6 +59,7 @@ from lipsync_proxy.http2 import (
     Http2Connection,
     frame_header,
     grpc_timeout,
+    keeps_table,
     literal,
     request_headers,
 )
@@ -421,6 +422,40 @@ def test_the_static_header_block_decodes_to_the_calls_fields() -> None:
     ]
     # A value longer than a one-byte HPACK length still decodes.
     assert decoded(hpack.Decoder(), literal(b"x-long", b"v" * 1000)) == [("x-long", "v" * 1000)]
+
+
+def test_only_blocks_of_indexed_fields_and_literals_without_indexing_keep_the_hpack_table() -> None:
+    encoder = hpack.Encoder()
+    first = encoder.encode([("grpc-status", "0")])  # a literal with incremental indexing
+    again = encoder.encode([("grpc-status", "0")])  # now indexed
+    assert (first[0] & 0xC0, again) == (0x40, b"\xbe")
+    assert not keeps_table(first)
+    assert keeps_table(again)
+    assert keeps_table(b"\x88" + again + literal(b"grpc-message", b"") + literal(31, b"x" * 200))
+    assert keeps_table(encoder.encode([hpack.NeverIndexedHeaderTuple("x-secret", "1")]))
+    assert keeps_table(b"")
+    assert not keeps_table(b"\x3f\xe1\x1f")  # a table size update (4096)
+    assert not keeps_table(literal(b"x-long", b"v" * 200)[:-1])  # cut short
+    assert not keeps_table(b"\xff")  # an index cut short
+
+
+async def test_a_header_block_seen_before_is_read_anew_once_the_table_has_changed() -> None:
+    # A server repeats the same indexed blocks; one that adds to its table moves the indexes, and the
+    # same bytes then name other fields: here `grpc-status 5` where they named `grpc-status 0`.
+    server = Server()
+    harness = Harness()
+
+    def ended(status: int) -> asyncio.Future[bytearray]:
+        stream_id, future = harness.start()
+        data = server.data(stream_id, prefixed(b"m"))
+        harness.feed(server.response(stream_id) + data + server.trailers(stream_id, status))
+        return future
+
+    for _ in range(3):
+        assert ended(0).result() == b"m"
+    for _ in range(3):
+        assert failure(ended(5)).code is grpc.StatusCode.NOT_FOUND
+    assert ended(0).result() == b"m"
 
 
 # Replies of every shape: the same bytes read the same however the kernel splits them.

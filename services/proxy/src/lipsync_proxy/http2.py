@@ -65,6 +65,8 @@ DIRECT_MIN = 4096
 SCRATCH = 1 << 18
 #: Bytes read into the scratch buffer at a time.
 SCRATCH_READ = 1 << 14
+#: The most header blocks whose fields are kept (`Http2Client._decode`).
+DECODED_BLOCKS = 16
 
 _HEADER = struct.Struct(">I B I")  # length (24 bits, with the type in the low byte), flags, stream id
 _HTTP_TO_GRPC = {
@@ -142,6 +144,44 @@ def grpc_timeout(seconds: float) -> bytes:
     if milliseconds < 100_000_000:
         return b"%dm" % milliseconds
     return b"%dS" % min(99_999_999, int(seconds + 0.999))
+
+
+def _hpack_int_at(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    """The HPACK integer at `pos` (RFC 7541 §5.1) and the position after it; IndexError past the end."""
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value == limit:
+        shift = 0
+        while True:
+            byte = block[pos]
+            pos += 1
+            value += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value, pos
+
+
+def keeps_table(block: bytes) -> bool:
+    """Whether decoding a header block leaves the HPACK dynamic table as it is: it holds only indexed
+    fields and literals without indexing, and no table size update (RFC 7541 §6)."""
+    pos = 0
+    try:
+        while pos < len(block):
+            first = block[pos]
+            if first & 0x80:  # indexed
+                _, pos = _hpack_int_at(block, pos, 7)
+            elif first & 0xE0 == 0:  # a literal without indexing or never indexed
+                name, pos = _hpack_int_at(block, pos, 4)
+                for _ in range(1 if name else 2):  # the value, after the name when it is not indexed
+                    length, pos = _hpack_int_at(block, pos, 7)
+                    pos += length
+            else:  # a literal with incremental indexing, or a table size update
+                return False
+    except IndexError:
+        return False
+    return pos == len(block)
 
 
 class ProtocolError(Exception):
@@ -229,6 +269,7 @@ class Http2Client:
         ]
         self._decoder = hpack.Decoder()
         self._decoder.max_allowed_table_size = 1 << 16
+        self._decoded: dict[bytes, dict[bytes, bytes]] = {}
         # What the server's SETTINGS allow us to send.
         self._send_window = 65_535
         self._peer_stream_window = 65_535
@@ -581,9 +622,20 @@ class Http2Client:
         if flags & END_HEADERS:
             block, self._block = bytes(self._block), bytearray()
             stream_id, self._block_id = self._block_id, 0
-            # Decoded whatever the stream: the decoder's table must follow the server's.
-            fields = self._decoder.decode(block, raw=True)
-            self._headers(stream_id, dict(fields), self._block_end)
+            self._headers(stream_id, self._decode(block), self._block_end)
+
+    def _decode(self, block: bytes) -> dict[bytes, bytes]:
+        """A header block's fields. Decoded whatever its stream: the decoder's table must follow the
+        server's. A server repeats the same few blocks (`:status 200` and `grpc-status 0`, indexed), so
+        the fields of a block that leaves the table as it is are kept, until a block changes it."""
+        fields = self._decoded.get(block)
+        if fields is None:
+            fields = dict(self._decoder.decode(block, raw=True))
+            if not keeps_table(block):
+                self._decoded.clear()
+            elif len(self._decoded) < DECODED_BLOCKS:
+                self._decoded[block] = fields
+        return fields
 
     def _headers(self, stream_id: int, fields: dict[bytes, bytes], end: bool) -> None:
         stream = self._streams.get(stream_id)
