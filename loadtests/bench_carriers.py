@@ -27,7 +27,7 @@ import h2.connection
 import h2.events
 import uvloop
 
-from lipsync_proxy.http2 import Http2Connection
+from lipsync_proxy.http2 import CallError, Http2Connection, Outcome
 from lipsync_proxy.wire import INFER_BATCH_METHOD, encode_batch, encode_infer_request, split_batch
 from loadtests.processes import BackendProcess
 
@@ -89,9 +89,13 @@ async def own_carrier(host: str, port: int) -> tuple[Call, Callable[[], None]]:
     _, connection = await loop.create_connection(lambda: Http2Connection(f"{host}:{port}"), host, port)
 
     async def call(request: bytes) -> bytearray:
-        started = connection.call(INFER_BATCH_METHOD, (), 30.0, request)
-        assert started is not None
-        return await started[1]
+        reply: asyncio.Future[Outcome] = loop.create_future()
+        if connection.call(INFER_BATCH_METHOD, (), 30.0, request, reply.set_result) is None:
+            raise RuntimeError("the connection took no call")
+        outcome = await reply
+        if isinstance(outcome, CallError):
+            raise outcome
+        return outcome
 
     return call, connection.close
 

@@ -40,7 +40,7 @@ from opentelemetry.trace import Span, Tracer
 from lipsync_protos.lipsync.v1 import lipsync_pb2
 from lipsync_proxy.backends import Backend, BackendPool
 from lipsync_proxy.errors import BackendError, failure
-from lipsync_proxy.http2 import CallError, Http2Connection
+from lipsync_proxy.http2 import CallError, Http2Connection, Outcome
 from lipsync_proxy.wire import INFER_BATCH_METHOD, INFER_METHOD, WireError, encode_batch, split_batch
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class _Call:
             self.retried = True
             self.send(self.dispatcher.pool.pick())
 
-    def _answered(self, outcome: bytearray | CallError) -> None:
+    def _answered(self, outcome: Outcome) -> None:
         """The connection's news of the call: its reply, or how it failed."""
         backend = self._leave()
         assert backend is not None
