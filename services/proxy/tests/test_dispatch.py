@@ -6,6 +6,7 @@ at the server; and tracing changes nothing but the call's `traceparent`."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
@@ -18,6 +19,7 @@ from opentelemetry.trace import Span
 
 from lipsync_common.waiting import TIME_UNIT, eventually
 from lipsync_protos.lipsync.v1 import lipsync_pb2
+from lipsync_proxy import dispatch
 from lipsync_proxy.backend import BackendClient
 from lipsync_proxy.backends import BackendPool
 from lipsync_proxy.dispatch import FrameDispatcher
@@ -112,6 +114,23 @@ async def test_a_batch_holds_at_most_max_batch_frames(
     dispatcher = make_dispatcher(max_batch=2)
     assert await frames_of(dispatcher, [1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5, 6]
     assert sorted(recorded) == [("Infer", 1), ("Infer", 1), ("InferBatch", 2), ("InferBatch", 2)]
+    await dispatcher.close()
+
+
+async def test_an_answered_frame_is_freed_at_once_not_left_to_the_garbage_collector(
+    make_dispatcher: Callable[..., FrameDispatcher],
+) -> None:
+    # A reference cycle between a frame and its call would keep each reply until a collection, which
+    # is how clients that stop reading came to hold other clients' frames (`make chaos`).
+    dispatcher = make_dispatcher()
+    gc.collect()
+    gc.disable()
+    try:
+        assert await frames_of(dispatcher, [1, 2, 3, 4]) == [1, 2, 3, 4]
+        left = [o for o in gc.get_objects() if isinstance(o, dispatch._Frame | dispatch._Call)]
+        assert left == []
+    finally:
+        gc.enable()
     await dispatcher.close()
 
 

@@ -236,6 +236,10 @@ class _Call:
             return
         dispatcher.calls.discard(self)
         frames = self.frames
+        for frame in frames:
+            # A frame and its call refer to each other: without this, a frame's reply would wait for
+            # the garbage collector, however soon its client had it.
+            frame.call = None
         dispatcher.record(
             "InferBatch" if len(frames) > 1 else "Infer", len(frames), time.perf_counter() - self.made
         )
