@@ -149,3 +149,21 @@ async def test_a_batch_whose_reply_would_pass_the_message_limit_is_refused_namin
 
     assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "10,000-byte message limit" in caught.value.details
+
+
+@pytest.mark.parametrize("method", ["GenerateBatchInference", "GenerateBatchWithAudio"])
+async def test_a_batch_of_more_frames_than_one_call_renders_is_refused_at_once(method: str) -> None:
+    service, core = servicer()
+    count = seed_servicer.MAX_BATCH_FRAMES + 1
+    request: Any = (
+        seed.BatchInferenceRequest(model_name="tiny", frame_ids=[0] * count)
+        if method == "GenerateBatchInference"
+        else seed.BatchInferenceWithAudioRequest(model_name="tiny", frame_count=count)
+    )
+
+    with pytest.raises(AbortedError) as caught:
+        await getattr(service, method)(request, ContextDouble())
+
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.details.startswith(f"{count:,} frames, more than the 4,096 one call renders")
+    assert requests(core, f"seed.{method}", "RESOURCE_EXHAUSTED") == 1

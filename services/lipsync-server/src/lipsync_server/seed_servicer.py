@@ -10,8 +10,8 @@ frame of a batch or stream as an item error.
 `GenerateBatchWithAudio` takes what the seed's clients sent: 1,280-byte chunks (40 ms of PCM16 mono at
 16 kHz), 1,920-byte chunks (24 kHz, the seed's browser capture, resampled), and chunks of other sizes,
 for which the frames fall back to the package's own audio (logged). A batch is as long as its reply
-may be: its frames are rendered a queue's worth at a time, and a reply that would pass the message
-limit is refused with `RESOURCE_EXHAUSTED`.
+may be, up to `MAX_BATCH_FRAMES`: its frames are rendered a queue's worth at a time, and a reply that
+would pass the message limit is refused with `RESOURCE_EXHAUSTED`, as is a longer batch.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ WINDOW_CHUNKS = CHUNKS_BEFORE + 1 + CHUNKS_AFTER
 CHUNK_RATES = {16_000 * CHUNK_MS // 1000 * 2: 16_000, 24_000 * CHUNK_MS // 1000 * 2: 24_000}
 # Frame ids are int32 in every reply.
 MAX_FRAME_ID = 2**31 - 1
+#: The most frames one batch call renders (the seed had no cap; its scripts asked for 285). A reply of
+#: rendered frames passes the message limit long before; failed frames, a few dozen bytes each, would
+#: not, and a call of 100,000 of them kept the server busy for seconds (found by fuzzing).
+MAX_BATCH_FRAMES = 4096
 #: Bytes a reply may hold besides its frames' images: a response's other fields, generously.
 REPLY_OVERHEAD_BYTES = 256
 
@@ -171,6 +175,13 @@ class SeedServicer(optimized_lipsyncsrv_pb2_grpc.OptimizedLipSyncServiceServicer
         """The replies of a batch's `count` frames (`infer(i)` renders frame i), a queue's worth at a
         time so that a batch of any length fits the server's queue. A reply that would pass the
         message limit is refused with RESOURCE_EXHAUSTED, as soon as its first frames show it would."""
+        if count > MAX_BATCH_FRAMES:
+            outcome.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            await context.abort(
+                outcome.code,
+                f"{count:,} frames, more than the {MAX_BATCH_FRAMES:,} one call renders; "
+                "ask for fewer frames per call",
+            )
         step = self._core.settings.max_queue
         responses: list[seed.OptimizedInferenceResponse] = []
         size = REPLY_OVERHEAD_BYTES
