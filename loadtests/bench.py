@@ -50,6 +50,7 @@ from loadtests.perfdoc import write_section
 from loadtests.processes import REPO, BackendProcess, NginxProcess, ProxyProcess, ServerProcess, deployed_otel
 from loadtests.progress import Progress
 from loadtests.stats import LatencySummary, RunResult
+from loadtests.turns import taking_turns
 from loadtests.viewers import Ramp, StepResult, summary, viewers_direct, viewers_through_proxy
 from loadtests.wsload import ws_load
 
@@ -71,6 +72,8 @@ class BenchSettings:
     delays_ms: tuple[float, ...] = (0.0, 17.0)
     pipeline_depth: int = 8
     pipeline_delay_ms: float = 17.0
+    #: Pairs of requests for the added latency at one connection, direct unary and the proxy taking turns.
+    turn_pairs: int = 4000
     idle_connections: int = 1000
     server_duration_s: float = 3.0
     proxy_viewers: Ramp = field(default_factory=lambda: Ramp(start=10, step=10))
@@ -84,6 +87,7 @@ class BenchSettings:
             duration_s=1.0,
             warmup_s=0.3,
             rounds=1,
+            turn_pairs=200,
             idle_connections=200,
             server_duration_s=0.5,
             proxy_viewers=replace(self.proxy_viewers, step_s=1.0, settle_s=0.3),
@@ -107,6 +111,7 @@ class Bench:
     async def proxy(self) -> None:
         runs: list[dict[str, Any]] = []
         pipelined: list[dict[str, Any]] = []
+        turns: dict[str, Any] = {}
         sink = SinkProcess().start()
         try:
             sink.wait_ready(30.0)
@@ -133,11 +138,16 @@ class Bench:
                     if delay == self.settings.pipeline_delay_ms:
                         plan = self.plan(1, self.settings.pipeline_depth)
                         pipelined += await self._side_by_side(backend, proxies, plan, labels)
+                    if delay == 0.0:
+                        logger.info("running direct unary and proxy v1 taking turns, delay=0.0ms")
+                        pairs = self.settings.turn_pairs
+                        turns = await taking_turns(backend.address, proxies[""].ws_url, pairs, pairs // 10)
             self.results["proxy_spans_exported"] = len(sink.spans(service="lipsync-proxy"))
         finally:
             sink.stop()
         self.results["proxy"] = runs
         self.results["pipelining"] = pipelined
+        self.results["turns"] = turns
         self.results["proxy_tracing"] = {name: dict(otel) for name, otel in tracing.items()}
 
     async def _side_by_side(

@@ -31,11 +31,23 @@ def run(
     }
 
 
+def turns(direct_p50: float, proxy_p50: float, direct_p99: float, proxy_p99: float) -> dict[str, Any]:
+    def summary(p50: float, p99: float) -> dict[str, float]:
+        return {"count": 4000, "mean": p50, "p50": p50, "p90": p99, "p99": p99, "max": p99}
+
+    return {
+        "pairs": 4000,
+        "direct unary": summary(direct_p50, direct_p99),
+        "proxy v1": summary(proxy_p50, proxy_p99),
+    }
+
+
 RESULTS: dict[str, Any] = {
     "machine": {"CPU": "test CPU, 2 cores"},
+    "turns": turns(0.50, 0.55, 0.90, 1.50),
     "proxy": [
         run("direct unary", 1, 1500, 0.50, 0.90),
-        run("proxy v1", 1, 1400, 0.55, 1.50, proxy_cpu=300),
+        run("proxy v1", 1, 1400, 0.90, 1.00, proxy_cpu=300),
         run("direct unary", 64, 3000, 20, 40),
         run("proxy v1", 64, 4200, 15, 30, proxy_cpu=110),
         run("proxy v1 tracing off", 64, 4300, 15, 30, proxy_cpu=100),
@@ -83,6 +95,7 @@ def verdicts() -> dict[str, bool | None]:
 
 def test_each_target_is_judged_from_the_runs_it_names() -> None:
     met = verdicts()
+    # Taking turns, not from the side-by-side runs at one connection (+0.40 ms there).
     assert met["proxy: added latency at 1 connection, p50"] is True  # +0.05 ms
     assert met["proxy: added latency at 1 connection, p99"] is False  # +0.6 ms
     assert met["proxy: CPU per frame at 64 connections"] is True  # 110 µs, the 0 ms backend's run
@@ -116,16 +129,14 @@ def test_every_section_renders_from_full_and_from_empty_results() -> None:
     for verdict in ("**not met**", "| met |", "not measured"):
         assert verdict in targets
     assert "| 64 | 1 | proxy v1 | 4,200 | 1.40 |" in RENDERERS["proxy"](RESULTS)
+    assert "| proxy v1 | 0.550 | 1.50 | 1.50 |" in RENDERERS["proxy"](RESULTS)
 
 
 def test_the_proxy_targets_are_those_of_the_spec_150_us_a_frame_and_0_15_ms_added() -> None:
     def judged(added_ms: float, cpu_us: float) -> tuple[bool | None, bool | None]:
         results = {
-            "proxy": [
-                run("direct unary", 1, 1500, 0.50, 0.90),
-                run("proxy v1", 1, 1400, 0.50 + added_ms, 1.0, proxy_cpu=300),
-                run("proxy v1", 64, 4200, 15, 30, proxy_cpu=cpu_us),
-            ]
+            "proxy": [run("proxy v1", 64, 4200, 15, 30, proxy_cpu=cpu_us)],
+            "turns": turns(0.50, 0.50 + added_ms, 0.90, 1.0),
         }
         met = {target.what: target.met for target in evaluate_targets(results)}
         return met["proxy: added latency at 1 connection, p50"], met["proxy: CPU per frame at 64 connections"]
