@@ -209,7 +209,7 @@ async def test_a_call_is_cancelled_at_the_server_once_every_frame_in_it_is_given
     await dispatcher.close()
 
 
-async def test_a_lone_frame_given_up_before_its_task_runs_has_its_call_cancelled_at_the_server(
+async def test_a_lone_frame_given_up_the_moment_it_left_has_its_call_cancelled_at_the_server(
     make_dispatcher: Callable[..., FrameDispatcher], pool: BackendPool, double: RunningDouble
 ) -> None:
     dispatcher = make_dispatcher()
