@@ -165,5 +165,5 @@ async def test_a_batch_of_more_frames_than_one_call_renders_is_refused_at_once(m
         await getattr(service, method)(request, ContextDouble())
 
     assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert caught.value.details.startswith(f"{count:,} frames, more than the 4,096 one call renders")
+    assert caught.value.details.startswith(f"{count:,} frames, more than the 16,384 one call renders")
     assert requests(core, f"seed.{method}", "RESOURCE_EXHAUSTED") == 1

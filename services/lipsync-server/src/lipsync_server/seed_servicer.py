@@ -55,9 +55,10 @@ CHUNK_RATES = {16_000 * CHUNK_MS // 1000 * 2: 16_000, 24_000 * CHUNK_MS // 1000 
 # Frame ids are int32 in every reply.
 MAX_FRAME_ID = 2**31 - 1
 #: The most frames one batch call renders (the seed had no cap; its scripts asked for 285). A reply of
-#: rendered frames passes the message limit long before; failed frames, a few dozen bytes each, would
-#: not, and a call of 100,000 of them kept the server busy for seconds (found by fuzzing).
-MAX_BATCH_FRAMES = 4096
+#: this many rendered frames of 4 KB or more passes the message limit anyway; failed frames, a few
+#: dozen bytes each, would not, and a call of 100,000 of them kept the server busy for seconds (found
+#: by fuzzing).
+MAX_BATCH_FRAMES = 16_384
 #: Bytes a reply may hold besides its frames' images: a response's other fields, generously.
 REPLY_OVERHEAD_BYTES = 256
 
