@@ -182,16 +182,15 @@ class _Call:
         backend = self._leave()
         assert backend is not None
         try:
-            if isinstance(outcome, CallError) and outcome.retriable and not self.retried:
-                logger.debug("a backend did not take a call, it goes to the next: %s", outcome)
-                self._again(failure(outcome.code, outcome.details))
-                return
-            if isinstance(outcome, CallError):
-                backend.count(len(self.frames), failed=True)
-                self._finish(failure(outcome.code, outcome.details))
-            else:
+            if not isinstance(outcome, CallError):
                 backend.count(len(self.frames), failed=False)
                 self._finish(outcome)
+            elif outcome.retriable and not self.retried:
+                logger.debug("a backend did not take a call, it goes to the next: %s", outcome)
+                self._again(failure(outcome.code, outcome.details))
+            else:
+                backend.count(len(self.frames), failed=True)
+                self._finish(failure(outcome.code, outcome.details))
         except Exception:
             # A bug. Its frames are answered now rather than never.
             logger.exception("sending frames failed")
